@@ -1,0 +1,1 @@
+"""Nahfeld cloud rules service (FastAPI). Not built yet: see the open issues."""

@@ -1,0 +1,249 @@
+"""The ``nahfeld`` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_NOTHING = 1  # ran fine, found nothing usable (decode without a frame)
+EXIT_USAGE = 2  # bad arguments or unreadable input
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"nahfeld: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .ble.decode import decode_ad, decode_fields
+    from .ble.frames import frame_to_dict
+
+    if args.fields:
+        try:
+            fields = json.loads(args.fields)
+            manufacturer = {
+                int(k, 0): bytes.fromhex(v) for k, v in fields.get("manufacturer_data", {}).items()
+            }
+            service = {
+                str(k).lower(): bytes.fromhex(v) for k, v in fields.get("service_data", {}).items()
+            }
+        except (ValueError, AttributeError, TypeError) as exc:
+            return _fail(
+                f"--fields must be JSON like "
+                '{"manufacturer_data": {"76": "0215..."}, '
+                f'"service_data": {{"0000feaa-...": "30..."}}}}: {exc}'
+            )
+        decoded = decode_fields(manufacturer, service)
+    else:
+        if args.hex is None:
+            return _fail("give advertising data as HEX, or bleak fields with --fields")
+        text = args.hex.replace(" ", "").replace(":", "")
+        text = text[2:] if text.lower().startswith("0x") else text
+        try:
+            data = bytes.fromhex(text)
+        except ValueError:
+            return _fail(f"not hex: {args.hex[:60]!r} (expected e.g. 0201061aff4c000215...)")
+        decoded = decode_ad(data)
+    output: dict[str, object] = {"frames": [frame_to_dict(f) for f in decoded.frames]}
+    if decoded.problem is not None:
+        output["malformed"] = {"reason": decoded.problem.reason, "detail": decoded.problem.detail}
+    print(json.dumps(output, indent=None if args.compact else 2))
+    if decoded.frames:
+        return EXIT_OK
+    if decoded.problem is not None:
+        print(f"nahfeld: malformed advertising data: {decoded.problem.detail}", file=sys.stderr)
+    else:
+        print("nahfeld: no beacon frame in this advertising data", file=sys.stderr)
+    return EXIT_NOTHING
+
+
+def cmd_eid(args: argparse.Namespace) -> int:
+    from .ble.eid import beacon_counter, compute_eid
+
+    try:
+        key = bytes.fromhex(args.identity_key)
+    except ValueError:
+        return _fail("--identity-key must be 32 hex digits (a 128-bit key)")
+    try:
+        print(compute_eid(key, args.exponent, beacon_counter(args.time)).hex())
+    except ValueError as exc:
+        return _fail(str(exc))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .layout import LayoutError, load_layout
+    from .replay import RecordError, load_identities, replay
+
+    try:
+        layout = load_layout(args.layout)
+        identities = load_identities(args.identities) if args.identities else []
+    except (LayoutError, RecordError) as exc:
+        return _fail(str(exc))
+    try:
+        source = sys.stdin if str(args.input) == "-" else args.input.open(encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"{args.input}: cannot read capture: {exc.strerror or exc}")
+    with source:
+        summary, core = replay(
+            layout, source, sys.stdout, sys.stderr, identities, flush=not args.no_flush
+        )
+    if not args.quiet:
+        stats = core.stats.as_dict()
+        print(
+            f"replayed {summary.records} records ({summary.bad_lines} bad lines skipped): "
+            f"{summary.events} events {stats['events']}; "
+            f"dropped: {stats['not_beacon']} not beacons, {stats['unrecognised']} unrecognised, "
+            f"malformed {stats['malformed']}; "
+            f"store beacons heard {stats['beacon_sightings']} times",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .layout import LayoutError, load_layout
+    from .sim.store import StoreSimulation, demo_identities
+
+    try:
+        layout = load_layout(args.layout)
+    except LayoutError as exc:
+        return _fail(str(exc))
+    identities = demo_identities(args.app_phones, seed=args.seed)
+    sim = StoreSimulation(
+        layout,
+        identities,
+        start=args.start,
+        duration_s=args.duration,
+        anonymous_phones=args.anonymous_phones,
+        stranger_eid_phones=args.stranger_phones,
+        seed=args.seed,
+    )
+    with args.output.open("w", encoding="utf-8") as out:
+        for record in sim.records():
+            out.write(json.dumps(record.to_dict(), separators=(",", ":")) + "\n")
+    if args.identities_output:
+        doc = {
+            "identities": [
+                {"token": i.token, "identity_key": i.identity_key.hex(), "exponent": i.exponent}
+                for i in identities
+            ]
+        }
+        args.identities_output.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nahfeld",
+        description="Nahfeld: beacon proximity marketing for physical stores.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    decode = sub.add_parser(
+        "decode",
+        help="decode advertising data into beacon frames (JSON)",
+        description="Decode BLE advertising data (AD structures in hex, as in the advertising "
+        "PDU payload) into iBeacon, AltBeacon and Eddystone frames. Exit 1 when no frame is found.",
+    )
+    decode.add_argument("hex", nargs="?", metavar="HEX", help="e.g. 0201061aff4c000215...")
+    decode.add_argument(
+        "--fields",
+        metavar="JSON",
+        help="decode bleak AdvertisementData fields instead: "
+        '{"manufacturer_data": {"0x004c": "0215..."}, "service_data": {UUID: HEX}}',
+    )
+    decode.add_argument("--compact", action="store_true", help="one-line JSON")
+    decode.set_defaults(func=cmd_decode)
+
+    eid = sub.add_parser(
+        "eid",
+        help="compute an Eddystone-EID",
+        description="Compute the 8-byte Eddystone-EID an identity key advertises at a time "
+        "(the beacon time counter is Unix seconds).",
+    )
+    eid.add_argument(
+        "--identity-key", required=True, metavar="HEX", help="128-bit identity key, 32 hex digits"
+    )
+    eid.add_argument(
+        "--exponent",
+        "-k",
+        type=int,
+        required=True,
+        metavar="K",
+        help="rotation exponent 0-15 (new EID every 2^K s)",
+    )
+    eid.add_argument(
+        "--time",
+        type=int,
+        required=True,
+        metavar="SECONDS",
+        help="beacon time counter (Unix seconds)",
+    )
+    eid.set_defaults(func=cmd_eid)
+
+    rep = sub.add_parser(
+        "replay",
+        help="replay an advert capture through the core, print presence events (JSONL)",
+        description="Read advert records (JSONL: ts, gateway, rssi, and ad or device) and write "
+        "enter/dwell/exit events as JSONL to stdout. Bad lines are reported on stderr and skipped.",
+    )
+    rep.add_argument("--layout", type=Path, required=True, help="store layout TOML")
+    rep.add_argument("--input", type=Path, required=True, help="records JSONL, or - for stdin")
+    rep.add_argument(
+        "--identities",
+        type=Path,
+        help="JSON of known opted-in identities {token, identity_key, exponent} to resolve EIDs "
+        "offline (otherwise EID phones stay unresolved and are dropped)",
+    )
+    rep.add_argument(
+        "--no-flush", action="store_true", help="do not close open presences at end of input"
+    )
+    rep.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+    rep.set_defaults(func=cmd_replay)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="write a simulated store capture (JSONL) for replay and demos",
+        description="Simulate phones walking through the layout's zones and write what the "
+        "gateways hear as a replayable capture.",
+    )
+    sim.add_argument("--layout", type=Path, required=True)
+    sim.add_argument("--output", type=Path, required=True)
+    sim.add_argument(
+        "--identities-output", type=Path, help="also write the opted-in identities used"
+    )
+    sim.add_argument("--app-phones", type=int, default=5)
+    sim.add_argument("--anonymous-phones", type=int, default=10)
+    sim.add_argument(
+        "--stranger-phones", type=int, default=2, help="EID phones the store does not know"
+    )
+    sim.add_argument("--duration", type=float, default=900.0, help="seconds")
+    sim.add_argument(
+        "--start", type=float, default=1_767_261_600.0, help="Unix time of the first second"
+    )
+    sim.add_argument("--seed", type=int, default=7)
+    sim.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:  # e.g. `nahfeld replay ... | head`: the reader is done
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
