@@ -138,11 +138,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nahfeld")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nahfeld",
         description="Nahfeld: beacon proximity marketing for physical stores.",
     )
+    parser.add_argument("--version", action="version", version=f"nahfeld {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     decode = sub.add_parser(
@@ -192,12 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay an advert capture through the core, print presence events (JSONL)",
         description="Read advert records (JSONL: ts, gateway, rssi, and ad or device) and write "
         "enter/dwell/exit events as JSONL to stdout. Bad lines are reported on stderr and skipped.",
+        epilog="example: nahfeld replay --layout firmware-config/stores/demo-store/layout.toml "
+        "--input firmware-config/stores/demo-store/capture.jsonl "
+        "--identities firmware-config/stores/demo-store/identities.json",
     )
-    rep.add_argument("--layout", type=Path, required=True, help="store layout TOML")
-    rep.add_argument("--input", type=Path, required=True, help="records JSONL, or - for stdin")
+    rep.add_argument("--layout", type=Path, required=True, metavar="FILE", help="store layout TOML")
+    rep.add_argument(
+        "--input", type=Path, required=True, metavar="FILE", help="records JSONL, or - for stdin"
+    )
     rep.add_argument(
         "--identities",
         type=Path,
+        metavar="FILE",
         help="JSON of known opted-in identities {token, identity_key, exponent} to resolve EIDs "
         "offline (otherwise EID phones stay unresolved and are dropped)",
     )

@@ -39,9 +39,8 @@ fi
 STAMP="$VENV/.installed-$EXTRAS"
 if [[ ! -f "$STAMP" || "$ROOT/pyproject.toml" -nt "$STAMP" ]]; then
     echo "bootstrap: installing nahfeld[$EXTRAS] into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -c "import gateway" # fail loudly if the install did not work
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$EXTRAS]"
     touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -67,13 +67,23 @@ class _Signal:
 class PresenceTracker:
     """Enter / dwell / exit per (device, zone) for one store."""
 
-    __slots__ = ("_next_due", "_now", "_signals", "_zones_by_gateway", "params", "store")
+    __slots__ = (
+        "_next_due",
+        "_now",
+        "_signals",
+        "_zone_by_id",
+        "_zones_by_gateway",
+        "params",
+        "store",
+    )
 
     def __init__(self, store: str, zones: Iterable[ZoneSpec], params: TrackerParams) -> None:
         self.store = store
         self.params = params
         self._zones_by_gateway: dict[str, tuple[ZoneSpec, ...]] = {}
+        self._zone_by_id: dict[str, ZoneSpec] = {}
         for zone in zones:
+            self._zone_by_id[zone.id] = zone
             self._zones_by_gateway[zone.gateway] = (
                 *self._zones_by_gateway.get(zone.gateway, ()),
                 zone,
@@ -187,8 +197,7 @@ class PresenceTracker:
         next_due = float("inf")
         for key in list(self._signals):
             signal = self._signals[key]
-            gateway, device = key
-            zones = {zone.id: zone for zone in self._zones_by_gateway[gateway]}
+            device = key[1]
             for zone_id in list(signal.memberships):
                 member = signal.memberships[zone_id]
                 timeout_at = member.last_seen + params.exit_timeout_s
@@ -198,7 +207,7 @@ class PresenceTracker:
                     else:
                         next_due = min(next_due, timeout_at)
                     continue
-                zone = zones[zone_id]
+                zone = self._zone_by_id[zone_id]
                 while member.next_dwell < len(thresholds):
                     dwell_at = member.entered_at + thresholds[member.next_dwell]
                     if dwell_at > now or dwell_at > timeout_at:
