@@ -1,0 +1,1 @@
+"""Offer rules and the pure engine that matches presence events to them."""
