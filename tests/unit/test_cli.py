@@ -15,16 +15,27 @@ IBEACON = "0201061aff4c000215f7826da64fa24e988024bc5b71e0893e00640001c5"
 def nahfeld(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_decode_prints_frames() -> None:
     result = nahfeld("decode", IBEACON)
     assert result.returncode == 0, result.stderr
     frames = json.loads(result.stdout)["frames"]
-    assert frames == [{"type": "ibeacon", "uuid": "f7826da6-4fa2-4e98-8024-bc5b71e0893e",
-                       "major": 100, "minor": 1, "tx_power": -59}]  # fmt: skip
+    assert frames == [
+        {
+            "type": "ibeacon",
+            "uuid": "f7826da6-4fa2-4e98-8024-bc5b71e0893e",
+            "major": 100,
+            "minor": 1,
+            "tx_power": -59,
+        }
+    ]
 
 
 def test_decode_bleak_fields() -> None:
@@ -52,8 +63,15 @@ def test_decode_not_hex_and_no_beacon() -> None:
 
 
 def test_eid_command() -> None:
-    result = nahfeld("eid", "--identity-key", "7c91330e61dfea4606b5b3ecb4457d76",
-                     "--exponent", "0", "--time", "0")  # fmt: skip
+    result = nahfeld(
+        "eid",
+        "--identity-key",
+        "7c91330e61dfea4606b5b3ecb4457d76",
+        "--exponent",
+        "0",
+        "--time",
+        "0",
+    )
     assert (result.returncode, result.stdout.strip()) == (0, "436bfe57d5a09505")
     bad = nahfeld("eid", "--identity-key", "00", "--exponent", "0", "--time", "0")
     assert bad.returncode == 2
@@ -61,9 +79,15 @@ def test_eid_command() -> None:
 
 
 def test_replay_sample_capture() -> None:
-    result = nahfeld("replay", "--layout", str(DEMO_STORE / "layout.toml"),
-                     "--input", str(DEMO_STORE / "capture.jsonl"),
-                     "--identities", str(DEMO_STORE / "identities.json"))  # fmt: skip
+    result = nahfeld(
+        "replay",
+        "--layout",
+        str(DEMO_STORE / "layout.toml"),
+        "--input",
+        str(DEMO_STORE / "capture.jsonl"),
+        "--identities",
+        str(DEMO_STORE / "identities.json"),
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["type"] for e in events} == {"enter", "dwell", "exit"}
@@ -73,9 +97,12 @@ def test_replay_sample_capture() -> None:
 
 def test_replay_from_stdin_with_a_bad_line(tmp_path: Path) -> None:
     lines = "\n".join(
-        ['{"broken'] + [json.dumps({"ts": i, "gateway": "gw-entrance", "rssi": -55, "device": "d"})
-                        for i in range(10)]
-    )  # fmt: skip
+        ['{"broken']
+        + [
+            json.dumps({"ts": i, "gateway": "gw-entrance", "rssi": -55, "device": "d"})
+            for i in range(10)
+        ]
+    )
     result = nahfeld(
         "replay", "--layout", str(DEMO_STORE / "layout.toml"), "--input", "-", stdin=lines
     )

@@ -24,8 +24,15 @@ EVENTS = gateway_topic("demo-store", "gw-1", "events")
 
 
 def presence() -> PresenceEventMessage:
-    return PresenceEventMessage(event_id="evt-00000001", store="demo-store", gateway="gw-1",
-                                zone="entrance", token="tok-1", type="enter", ts=1.0)  # fmt: skip
+    return PresenceEventMessage(
+        event_id="evt-00000001",
+        store="demo-store",
+        gateway="gw-1",
+        zone="entrance",
+        token="tok-1",
+        type="enter",
+        ts=1.0,
+    )
 
 
 def test_topics() -> None:
@@ -76,8 +83,15 @@ def test_unknown_field_is_refused() -> None:
 
 
 def test_message_on_the_wrong_topic_is_refused() -> None:
-    beat = Heartbeat(store="demo-store", gateway="gw-1", ts=1.0, uptime_s=1.0,
-                     adverts_per_s=0.0, devices_tracked=0, outbox_depth=0)  # fmt: skip
+    beat = Heartbeat(
+        store="demo-store",
+        gateway="gw-1",
+        ts=1.0,
+        uptime_s=1.0,
+        adverts_per_s=0.0,
+        devices_tracked=0,
+        outbox_depth=0,
+    )
     with pytest.raises(ContractError) as info:
         parse_message(EVENTS, encode(beat))
     assert info.value.reason == "wrong_kind"

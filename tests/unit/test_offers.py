@@ -29,14 +29,23 @@ def ruleset(*rules: dict[str, Any]) -> RulesetBody:
 
 
 def rule(rule_id: str, **extra: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": rule_id, "campaign": "c1", "offer": f"offer-{rule_id}",
-                            "trigger": {"type": "enter", "zones": ["entrance"]}}  # fmt: skip
+    base: dict[str, Any] = {
+        "id": rule_id,
+        "campaign": "c1",
+        "offer": f"offer-{rule_id}",
+        "trigger": {"type": "enter", "zones": ["entrance"]},
+    }
     base.update(extra)
     return base
 
 
-def event(ts: float = NOON, kind: EventType = "enter", zone: str = "entrance",
-          device: str = "tok-alice", dwell_s: float | None = None) -> PresenceEvent:  # fmt: skip
+def event(
+    ts: float = NOON,
+    kind: EventType = "enter",
+    zone: str = "entrance",
+    device: str = "tok-alice",
+    dwell_s: float | None = None,
+) -> PresenceEvent:
     return PresenceEvent(ts, kind, "demo-store", zone, device, "gw-1", dwell_s)
 
 
@@ -121,8 +130,12 @@ def test_caps_and_cooldown() -> None:
 
 
 def test_lower_priority_rule_sends_when_the_best_is_capped() -> None:
-    engine = OfferEngine(ruleset(rule("top", priority=9, caps={"per_user_lifetime": 1}),
-                                 rule("low", campaign="c2", priority=1)))  # fmt: skip
+    engine = OfferEngine(
+        ruleset(
+            rule("top", priority=9, caps={"per_user_lifetime": 1}),
+            rule("low", campaign="c2", priority=1),
+        )
+    )
     picks = [engine.decide(event(NOON + n * 10), ALICE).rule for n in range(2)]
     assert [r.id if r else None for r in picks] == ["top", "low"]
 

@@ -11,8 +11,14 @@ from gateway.presence.zones import PresenceTracker, TrackerParams, ZoneSpec
 
 P1M = -59.0
 N = 2.0
-ZONE = ZoneSpec("entrance", "gw-1", enter_radius_m=2.0, exit_radius_m=3.0,
-                measured_power_dbm=P1M, path_loss_exponent=N)  # fmt: skip
+ZONE = ZoneSpec(
+    "entrance",
+    "gw-1",
+    enter_radius_m=2.0,
+    exit_radius_m=3.0,
+    measured_power_dbm=P1M,
+    path_loss_exponent=N,
+)
 PARAMS = TrackerParams(
     smoothing_window_s=6.0,
     min_samples=2,

@@ -22,8 +22,17 @@ def phone_records(start: float, seconds: int, rssi: int, gateway: str = "gw-entr
     for i in range(seconds):
         ts = start + i
         ad = eid_advert(eid_at(KEY, K, ts)).hex()
-        lines.append(json.dumps({"ts": ts, "gateway": gateway, "rssi": rssi, "ad": ad,
-                                 "address": "AA:BB:CC:DD:EE:FF"}))  # fmt: skip
+        lines.append(
+            json.dumps(
+                {
+                    "ts": ts,
+                    "gateway": gateway,
+                    "rssi": rssi,
+                    "ad": ad,
+                    "address": "AA:BB:CC:DD:EE:FF",
+                }
+            )
+        )
     return lines
 
 
@@ -49,9 +58,18 @@ def test_opted_in_phone_enters_dwells_and_exits(demo_layout: StoreLayout) -> Non
 
 def test_unknown_eid_phone_and_anonymous_traffic_leave_no_trace(demo_layout: StoreLayout) -> None:
     lines = phone_records(T0, 60, rssi=-55)
-    anonymous = [json.dumps({"ts": T0 + i, "gateway": "gw-entrance", "rssi": -50,
-                             "ad": "0201060aff4c0010050b1c8a1b2c", "address": "11:22:33:44:55:66"})
-                 for i in range(60)]  # fmt: skip
+    anonymous = [
+        json.dumps(
+            {
+                "ts": T0 + i,
+                "gateway": "gw-entrance",
+                "rssi": -50,
+                "ad": "0201060aff4c0010050b1c8a1b2c",
+                "address": "11:22:33:44:55:66",
+            }
+        )
+        for i in range(60)
+    ]
     out, err = io.StringIO(), io.StringIO()
     _, core = replay(demo_layout, lines + anonymous, out, err, identities=[])
     assert out.getvalue() == ""
@@ -62,8 +80,17 @@ def test_unknown_eid_phone_and_anonymous_traffic_leave_no_trace(demo_layout: Sto
 
 def test_store_beacons_are_recognised_not_tracked(demo_layout: StoreLayout) -> None:
     uuid = bytes.fromhex("f7826da64fa24e988024bc5b71e0893e")
-    lines = [json.dumps({"ts": T0 + i, "gateway": "gw-entrance", "rssi": -50,
-                         "ad": ibeacon_advert(uuid, 100, 1).hex()}) for i in range(30)]  # fmt: skip
+    lines = [
+        json.dumps(
+            {
+                "ts": T0 + i,
+                "gateway": "gw-entrance",
+                "rssi": -50,
+                "ad": ibeacon_advert(uuid, 100, 1).hex(),
+            }
+        )
+        for i in range(30)
+    ]
     out, err = io.StringIO(), io.StringIO()
     _, core = replay(demo_layout, lines, out, err)
     assert out.getvalue() == ""
@@ -93,8 +120,10 @@ def test_bad_lines_are_reported_with_line_number_and_skipped(demo_layout: StoreL
 
 
 def test_device_records_for_calibration_data(demo_layout: StoreLayout) -> None:
-    lines = [json.dumps({"ts": T0 + i, "gateway": "gw-shoes", "rssi": -62, "device": "phone-A"})
-             for i in range(40)]  # fmt: skip
+    lines = [
+        json.dumps({"ts": T0 + i, "gateway": "gw-shoes", "rssi": -62, "device": "phone-A"})
+        for i in range(40)
+    ]
     events, _ = run(demo_layout, lines, [])
     assert [(e["type"], e["zone"], e["device"]) for e in events[:2]] == [
         ("enter", "shoes", "phone-A"),

@@ -1,0 +1,224 @@
+"""The gateway's MQTT link against a real Mosquitto: birth/will, outbox delivery, outages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.contract import (
+    Message,
+    PresenceEventMessage,
+    StockSnapshot,
+    encode,
+    gateway_topic,
+    store_topic,
+)
+from gateway.mqtt_link import MqttLink
+from gateway.outbox import Outbox
+from gateway.settings import MqttSettings
+from tests.support.mosquitto import Broker, wait_until
+
+STORE, GATEWAY = "demo-store", "gw-1"
+EVENTS = gateway_topic(STORE, GATEWAY, "events")
+STATE = gateway_topic(STORE, GATEWAY, "state")
+LinkFactory = Callable[[Outbox], MqttLink]
+
+
+class Listener:
+    """A plain paho subscriber with a persistent session, recording what arrives."""
+
+    def __init__(self, port: int, topics: list[str], client_id: str = "listener") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+        self.client.on_message = self._on_message
+        self.topics = topics
+        self.client.on_connect = self._on_connect
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        for topic in self.topics:
+            client.subscribe(topic, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [payload for t, payload, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def event(n: int) -> PresenceEventMessage:
+    return PresenceEventMessage(
+        event_id=f"evt-{n:08d}",
+        store=STORE,
+        gateway=GATEWAY,
+        zone="entrance",
+        token="tok-1",
+        type="enter",
+        ts=float(n),
+    )
+
+
+def queue_events(outbox: Outbox, numbers: range) -> None:
+    outbox.put_many([(event(n).event_id, EVENTS, encode(event(n)), None) for n in numbers], now=0.0)
+
+
+@pytest.fixture
+def received() -> list[tuple[str, Message]]:
+    return []
+
+
+@pytest.fixture
+def link_factory(
+    broker: Broker, tmp_path: Path, received: list[tuple[str, Message]]
+) -> Iterator[LinkFactory]:
+    links: list[MqttLink] = []
+
+    def make(outbox: Outbox) -> MqttLink:
+        link = MqttLink(
+            MqttSettings(port=broker.port, reconnect_min_s=1, reconnect_max_s=2, keepalive_s=5),
+            STORE,
+            GATEWAY,
+            outbox,
+            subscriptions=[store_topic(STORE, "stock")],
+            on_message=lambda topic, message: received.append((topic, message)),
+        )
+        links.append(link)
+        link.start()
+        return link
+
+    yield make
+    for link in links:
+        link.stop(timeout_s=2)
+
+
+def test_birth_is_retained_and_shutdown_publishes_offline(
+    broker: Broker, link_factory: LinkFactory, tmp_path: Path
+) -> None:
+    link: MqttLink = link_factory(Outbox(tmp_path / "o.db"))
+    assert link.connected.wait(10)
+    late = Listener(broker.port, [STATE], "late-joiner")  # joins after the birth: retained
+    wait_until(lambda: late.on(STATE), what="retained birth")
+    assert json.loads(late.on(STATE)[0])["state"] == "online"
+    link.stop()
+    wait_until(lambda: len(late.on(STATE)) == 2, what="offline state")
+    assert json.loads(late.on(STATE)[-1])["state"] == "offline"
+    late.close()
+
+
+def test_outbox_is_delivered_and_emptied(
+    broker: Broker, link_factory: LinkFactory, tmp_path: Path
+) -> None:
+    listener = Listener(broker.port, [EVENTS])
+    outbox = Outbox(tmp_path / "o.db")
+    queue_events(outbox, range(300))
+    link: MqttLink = link_factory(outbox)
+    wait_until(lambda: len(outbox) == 0, what="outbox drained by PUBACKs")
+    wait_until(lambda: len(listener.on(EVENTS)) >= 300, what="events at the subscriber")
+    ids = [json.loads(p)["event_id"] for p in listener.on(EVENTS)]
+    assert sorted(set(ids)) == [f"evt-{n:08d}" for n in range(300)]
+    assert link.stats.acked == 300
+    listener.close()
+
+
+def test_broker_outage_loses_nothing(
+    broker: Broker, link_factory: LinkFactory, tmp_path: Path
+) -> None:
+    listener = Listener(broker.port, [EVENTS])
+    outbox = Outbox(tmp_path / "o.db")
+    link: MqttLink = link_factory(outbox)
+    assert link.connected.wait(10)
+    queue_events(outbox, range(100))
+    link.notify()
+    broker.stop()
+    wait_until(lambda: not link.connected.is_set(), what="link to notice the outage")
+    queue_events(outbox, range(100, 250))  # produced while the broker is down
+    link.notify()
+    assert len(outbox) >= 150
+    broker.start()
+    wait_until(link.connected.is_set, 20, "reconnect")
+    wait_until(lambda: len(outbox) == 0, 20, "outbox drained after the outage")
+    wait_until(
+        lambda: len({json.loads(p)["event_id"] for p in listener.on(EVENTS)}) == 250,
+        20,
+        "all 250 distinct events at the subscriber",
+    )
+    listener.close()
+
+
+def test_malformed_incoming_is_counted_and_dropped(
+    broker: Broker, link_factory: LinkFactory, tmp_path: Path, received: list[tuple[str, Message]]
+) -> None:
+    link: MqttLink = link_factory(Outbox(tmp_path / "o.db"))
+    assert link.connected.wait(10)
+    wait_until(link.client.is_connected, what="subscriptions")
+    topic = store_topic(STORE, "stock")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="erp")
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    good = StockSnapshot(store=STORE, ts=1.0, in_stock={"SKU-1": 3})
+    # the link subscribes in on_connect; publish until the first good one is seen
+
+    def garbage_then_good() -> bool:
+        publisher.publish(topic, b"{garbage", qos=1).wait_for_publish(2)
+        publisher.publish(topic, encode(good), qos=1).wait_for_publish(2)
+        return bool(received)
+
+    wait_until(garbage_then_good, what="a good message after garbage")
+    assert link.stats.rejected["not_json"] >= 1
+    assert received[0] == (topic, good)
+    publisher.disconnect()
+    publisher.loop_stop()
+
+
+LINK_PROCESS = """
+import sys, time
+from gateway.mqtt_link import MqttLink
+from gateway.outbox import Outbox
+from gateway.settings import MqttSettings
+settings = MqttSettings(port=int(sys.argv[1]))
+link = MqttLink(settings, "demo-store", "gw-1", Outbox(sys.argv[2]), [], lambda t, m: None)
+link.start()
+link.connected.wait(10)
+print("up", flush=True)
+time.sleep(60)
+"""
+
+
+def test_last_will_says_offline_when_the_gateway_dies(broker: Broker, tmp_path: Path) -> None:
+    listener = Listener(broker.port, [STATE])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LINK_PROCESS, str(broker.port), str(tmp_path / "o.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    wait_until(lambda: listener.on(STATE), what="birth")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    wait_until(lambda: len(listener.on(STATE)) == 2, 15, "the Last Will")
+    assert json.loads(listener.on(STATE)[-1])["state"] == "offline"
+    listener.close()
