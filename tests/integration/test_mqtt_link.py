@@ -45,16 +45,19 @@ class Listener:
         )
         self.client.on_message = self._on_message
         self.topics = topics
+        self.subscribed = threading.Event()
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.reconnect_delay_set(1, 1)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        # only what is published after the SUBACK reaches us: wait for it
+        assert self.subscribed.wait(10), "listener never got its SUBACK"
 
     def _on_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
-        for topic in self.topics:
-            client.subscribe(topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.topics])
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
@@ -158,12 +161,18 @@ def test_broker_outage_loses_nothing(
     link.notify()
     assert len(outbox) >= 150
     broker.start()
-    wait_until(link.connected.is_set, 20, "reconnect")
-    wait_until(lambda: len(outbox) == 0, 20, "outbox drained after the outage")
+
+    def state() -> str:
+        distinct = len({json.loads(p)["event_id"] for p in listener.on(EVENTS)})
+        return f"outbox={len(outbox)} in_flight={link.in_flight} {link.stats} distinct={distinct}"
+
+    wait_until(link.connected.is_set, 20, "reconnect", state)
+    wait_until(lambda: len(outbox) == 0, 20, "outbox drained after the outage", state)
     wait_until(
         lambda: len({json.loads(p)["event_id"] for p in listener.on(EVENTS)}) == 250,
         20,
         "all 250 distinct events at the subscriber",
+        state,
     )
     listener.close()
 

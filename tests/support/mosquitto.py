@@ -16,14 +16,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "it") -> None:
-    """Poll ``condition()`` until true; fail with ``what`` after ``timeout_s``."""
+def wait_until(
+    condition: Callable[[], object],
+    timeout_s: float = 10.0,
+    what: str = "it",
+    detail: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition()`` until true; on timeout fail naming ``what`` and ``detail()``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    state = f" ({detail()})" if detail is not None else ""
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{state}")
 
 
 class Broker:
