@@ -1,0 +1,28 @@
+"""The benchmark scripts keep running (quick mode) and print their figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run(script: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_core_benchmark_prints_its_ratios() -> None:
+    out = run("core.py")
+    assert "beacontools parse_packet" in out
+    assert "ratio core (warm) / beacontools decode:" in out
+    assert "presence events from the whole stream:" in out
