@@ -30,8 +30,9 @@ class _Strict(BaseModel):
 class Defaults(_Strict):
     """Store-wide radio model and tracker timing; zones may override the radio model."""
 
-    measured_power_dbm: Annotated[float, Field(ge=-120, le=20)] = -59.0
-    path_loss_exponent: Annotated[float, Field(gt=0.5, le=6.0)] = 2.0
+    # fitted on the Herald phone-to-phone recordings, 0.1-3 m (bench/calibrate_presence.py)
+    measured_power_dbm: Annotated[float, Field(ge=-120, le=20)] = -57.0
+    path_loss_exponent: Annotated[float, Field(gt=0.5, le=6.0)] = 1.0
     exit_margin_m: Annotated[float, Field(ge=0.0, le=50.0)] = 1.0
     trust_advertised_power: bool = False
     smoothing_window_s: Annotated[float, Field(gt=0, le=120)] = _DEFAULT_PARAMS.smoothing_window_s

@@ -26,3 +26,14 @@ def test_core_benchmark_prints_its_ratios() -> None:
     assert "beacontools parse_packet" in out
     assert "ratio core (warm) / beacontools decode:" in out
     assert "presence events from the whole stream:" in out
+
+
+def test_calibration_benchmark_prints_its_tables() -> None:
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "rssi-distance-herald"
+    out = run("calibrate_presence.py")
+    if not data.is_dir():
+        assert "skipped: data not found" in out
+        return
+    for heading in ("Path-loss fit", "Median distance error", "Zone state vs truth", "Sweep"):
+        assert heading in out
+    assert "naive raw-RSSI threshold" in out
