@@ -31,9 +31,21 @@ TLM_TEMPERATURE_UNSUPPORTED = 0x8000
 
 URL_SCHEMES = ("http://www.", "https://www.", "http://", "https://")
 URL_EXPANSIONS = (
-    ".com/", ".org/", ".edu/", ".net/", ".info/", ".biz/", ".gov/",
-    ".com", ".org", ".edu", ".net", ".info", ".biz", ".gov",
-)  # fmt: skip
+    ".com/",
+    ".org/",
+    ".edu/",
+    ".net/",
+    ".info/",
+    ".biz/",
+    ".gov/",
+    ".com",
+    ".org",
+    ".edu",
+    ".net",
+    ".info",
+    ".biz",
+    ".gov",
+)
 
 
 def _int8(byte: int) -> int:

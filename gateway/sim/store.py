@@ -42,18 +42,25 @@ def eid_advert(eid: bytes, tx_power_0m: int = -20) -> bytes:
 
 def ibeacon_advert(uuid: bytes, major: int, minor: int, measured_power: int = -59) -> bytes:
     payload = (
-        APPLE.to_bytes(2, "little") + b"\x02\x15" + uuid + major.to_bytes(2, "big")
-        + minor.to_bytes(2, "big") + bytes((measured_power & 0xFF,))
-    )  # fmt: skip
+        APPLE.to_bytes(2, "little")
+        + b"\x02\x15"
+        + uuid
+        + major.to_bytes(2, "big")
+        + minor.to_bytes(2, "big")
+        + bytes((measured_power & 0xFF,))
+    )
     return FLAGS + ad_structure(0xFF, payload)
 
 
 def tlm_advert(voltage_mv: int, temperature_c: float, adv_count: int, uptime_s: float) -> bytes:
     temp = round(temperature_c * 256) & 0xFFFF
     frame = (
-        b"\x20\x00" + voltage_mv.to_bytes(2, "big") + temp.to_bytes(2, "big")
-        + adv_count.to_bytes(4, "big") + int(uptime_s * 10).to_bytes(4, "big")
-    )  # fmt: skip
+        b"\x20\x00"
+        + voltage_mv.to_bytes(2, "big")
+        + temp.to_bytes(2, "big")
+        + adv_count.to_bytes(4, "big")
+        + int(uptime_s * 10).to_bytes(4, "big")
+    )
     return (
         FLAGS
         + ad_structure(0x03, EDDYSTONE_UUID16_LE)
