@@ -155,6 +155,7 @@ def test_broker_outage_loses_nothing(
     assert link.connected.wait(10)
     queue_events(outbox, range(100))
     link.notify()
+    wait_until(lambda: len(listener.on(EVENTS)) >= 100, what="the first 100 events")
     broker.stop()
     wait_until(lambda: not link.connected.is_set(), what="link to notice the outage")
     queue_events(outbox, range(100, 250))  # produced while the broker is down
@@ -163,8 +164,12 @@ def test_broker_outage_loses_nothing(
     broker.start()
 
     def state() -> str:
-        distinct = len({json.loads(p)["event_id"] for p in listener.on(EVENTS)})
-        return f"outbox={len(outbox)} in_flight={link.in_flight} {link.stats} distinct={distinct}"
+        seen = {int(json.loads(p)["event_id"][4:]) for p in listener.on(EVENTS)}
+        missing = sorted(set(range(250)) - seen)
+        return (
+            f"outbox={len(outbox)} in_flight={link.in_flight} {link.stats} "
+            f"distinct={len(seen)} missing={missing[:5]}..{missing[-5:]}"
+        )
 
     wait_until(link.connected.is_set, 20, "reconnect", state)
     wait_until(lambda: len(outbox) == 0, 20, "outbox drained after the outage", state)
