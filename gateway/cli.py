@@ -138,6 +138,49 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gateway_check_config(args: argparse.Namespace) -> int:
+    import os
+
+    from pydantic import ValidationError
+
+    from .layout import LayoutError, format_validation_error, load_layout
+    from .settings import CONFIG_ENV, DEFAULT_CONFIG, GatewaySettings
+
+    if args.config is not None:
+        os.environ[CONFIG_ENV] = str(args.config)
+    source = os.environ.get(CONFIG_ENV, str(DEFAULT_CONFIG))
+    if not Path(source).is_file():
+        print(
+            f"nahfeld: note: {source} does not exist; using the environment only", file=sys.stderr
+        )
+    try:
+        settings = GatewaySettings()  # type: ignore[call-arg]  # fields come from the sources
+    except ValidationError as exc:
+        return _fail(format_validation_error(f"gateway settings ({source} and environment)", exc))
+    try:
+        layout = load_layout(settings.layout)
+    except LayoutError as exc:
+        return _fail(str(exc))
+    problems = []
+    if layout.store != settings.store:
+        problems.append(f"store {settings.store!r} does not match the layout's {layout.store!r}")
+    watched = {zone.gateway for zone in layout.zones}
+    if settings.gateway not in watched:
+        problems.append(
+            f"gateway {settings.gateway!r} watches no zone of the layout "
+            f"(zones are watched by: {', '.join(sorted(watched))})"
+        )
+    if problems:
+        return _fail("\n".join(problems))
+    zones = [zone.id for zone in layout.zones if zone.gateway == settings.gateway]
+    print(
+        f"config OK: store {settings.store}, gateway {settings.gateway} watching "
+        f"{', '.join(zones)}; broker {settings.mqtt.host}:{settings.mqtt.port}"
+        f"{' (TLS)' if settings.mqtt.tls else ''}; data in {settings.data_dir}"
+    )
+    return EXIT_OK
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -245,6 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=7)
     sim.set_defaults(func=cmd_simulate)
+
+    gateway = sub.add_parser(
+        "gateway",
+        help="the store gateway daemon's commands",
+        description="Commands for the store gateway.",
+    )
+    gateway_sub = gateway.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
+    check = gateway_sub.add_parser(
+        "check-config",
+        help="validate the gateway's settings and its store layout",
+        description="Load the settings as the daemon would (environment NAHFELD_GATEWAY_..., "
+        ".env, then the TOML file) and the store layout they name; list every wrong field "
+        "and why. Exit 0 when everything is usable.",
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="gateway TOML (default: $NAHFELD_GATEWAY_CONFIG or /etc/nahfeld/gateway.toml)",
+    )
+    check.set_defaults(func=cmd_gateway_check_config)
     return parser
 
 

@@ -128,3 +128,33 @@ def test_help_lists_subcommands() -> None:
     assert result.returncode == 0
     for command in ("decode", "eid", "replay", "simulate"):
         assert command in result.stdout
+
+
+def gateway_config(tmp_path: Path, body: str) -> Path:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'layout = "{DEMO_STORE / "layout.toml"}"\n' + body)
+    return config
+
+
+def test_gateway_check_config_ok(tmp_path: Path) -> None:
+    config = gateway_config(tmp_path, 'store = "demo-store"\ngateway = "gw-entrance"\n')
+    result = nahfeld("gateway", "check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "config OK: store demo-store, gateway gw-entrance watching entrance" in result.stdout
+
+
+def test_gateway_check_config_names_each_wrong_field(tmp_path: Path) -> None:
+    body = 'store = "demo-store"\ngateway = "gw-entrance"\n[mqtt]\nport = 99999\nbogus = 1\n'
+    result = nahfeld("gateway", "check-config", "--config", str(gateway_config(tmp_path, body)))
+    assert result.returncode == 2
+    assert "mqtt.port: Input should be less than or equal to 65535" in result.stderr
+    assert "mqtt.bogus: Extra inputs are not permitted" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_gateway_check_config_cross_checks_the_layout(tmp_path: Path) -> None:
+    body = 'store = "other-store"\ngateway = "gw-nowhere"\n'
+    result = nahfeld("gateway", "check-config", "--config", str(gateway_config(tmp_path, body)))
+    assert result.returncode == 2
+    assert "does not match the layout's 'demo-store'" in result.stderr
+    assert "'gw-nowhere' watches no zone" in result.stderr
