@@ -62,7 +62,8 @@ class MqttSettings(_Section):
 
 class ScannerSettings(_Section):
     adapter: str = "hci0"
-    passive: bool = True
+    # passive scanning needs BlueZ >= 5.56 run with --experimental; active is the safe default
+    passive: bool = False
     silence_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
