@@ -181,6 +181,45 @@ def cmd_gateway_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gateway_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bleak.exc import BleakError
+
+    from .ble.frames import frame_to_dict
+    from .scanner import Advert, scan_once
+
+    def show(advert: Advert) -> None:
+        frames = [frame_to_dict(frame) for frame in advert.decoded.frames]
+        if args.beacons_only and not frames:
+            return
+        if args.json:
+            doc: dict[str, object] = {
+                "ts": round(advert.unix, 3),
+                "address": advert.address,
+                "rssi": advert.rssi,
+                "frames": frames,
+            }
+            if advert.decoded.problem is not None:
+                doc["malformed"] = advert.decoded.problem.reason
+            print(json.dumps(doc), flush=True)
+        else:
+            kinds = ", ".join(str(f["type"]) for f in frames) or "-"
+            print(f"{advert.address}  {advert.rssi:>4} dBm  {kinds}", flush=True)
+
+    try:
+        stats = asyncio.run(
+            scan_once(args.duration, show, adapter=args.adapter, passive=args.passive)
+        )
+    except (BleakError, OSError) as exc:
+        return _fail(
+            f"cannot scan on {args.adapter}: {exc} "
+            "(is bluetoothd running and the adapter present and powered? try: bluetoothctl list)"
+        )
+    print(f"{stats.adverts} adverts in {args.duration:g} s on {args.adapter}", file=sys.stderr)
+    return EXIT_OK if stats.adverts else EXIT_NOTHING
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -309,6 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="gateway TOML (default: $NAHFELD_GATEWAY_CONFIG or /etc/nahfeld/gateway.toml)",
     )
     check.set_defaults(func=cmd_gateway_check_config)
+    scan = gateway_sub.add_parser(
+        "scan",
+        help="print the adverts the radio hears (the installer's first check)",
+        description="Scan with bleak on BlueZ and print each advert: address, RSSI and "
+        "decoded beacon frames. Nothing is sent anywhere.",
+    )
+    scan.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds (10)")
+    scan.add_argument("--adapter", default="hci0", help="BlueZ adapter (hci0)")
+    scan.add_argument("--passive", action="store_true", help="passive scanning (BlueZ >= 5.56)")
+    scan.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    scan.add_argument("--beacons-only", action="store_true", help="skip adverts without a frame")
+    scan.set_defaults(func=cmd_gateway_scan)
     return parser
 
 

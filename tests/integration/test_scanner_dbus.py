@@ -8,7 +8,9 @@ its signal routing, our watchdog. What is mocked: bluetoothd (python-dbusmock's
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -386,5 +388,42 @@ def test_scan_once_reports_adverts_then_stops(bluez: BluezMock, run_bleak: RunBl
 
         with pytest.raises(BleakError, match="hci7"):
             await scan_once(0.1, recorder, adapter="hci7")
+
+    run_bleak(scenario)
+
+
+def test_gateway_scan_command_prints_decoded_adverts(bluez: BluezMock, run_bleak: RunBleak) -> None:
+    """``nahfeld gateway scan --json`` as an installer runs it, on the mocked BlueZ."""
+
+    async def scenario() -> None:
+        async with bluez.control() as control:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway",
+                "gateway",
+                "scan",
+                "--json",
+                "--duration",
+                "3",
+                "--adapter",
+                ADAPTER,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+
+            async def started() -> bool:
+                return await discovery_starts(control) == 1
+
+            await wait_for_async(started, "the command to start discovery")
+            await control.add_device(BEACON, rssi=-61, manufacturer_data=ibeacon(7, 9))
+            stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
+            assert process.returncode == 0, stderr.decode()
+            lines = [json.loads(line) for line in stdout.decode().splitlines()]
+            assert lines[0]["address"] == BEACON
+            assert lines[0]["rssi"] == -61
+            assert lines[0]["frames"][0]["type"] == "ibeacon"
+            assert lines[0]["frames"][0]["major"] == 7
+            assert "adverts in 3 s on hci0" in stderr.decode()
 
     run_bleak(scenario)
