@@ -181,6 +181,35 @@ def cmd_gateway_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gateway_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+
+    from pydantic import ValidationError
+
+    from .daemon import run_gateway, systemd_notifier
+    from .layout import LayoutError, format_validation_error
+    from .settings import CONFIG_ENV, GatewaySettings
+
+    if args.config is not None:
+        os.environ[CONFIG_ENV] = str(args.config)
+    try:
+        settings = GatewaySettings()  # type: ignore[call-arg]  # fields come from the sources
+    except ValidationError as exc:
+        return _fail(format_validation_error("gateway settings", exc))
+    # journald stamps time and unit itself; a terminal wants the time
+    stamp = "" if "JOURNAL_STREAM" in os.environ else "%(asctime)s "
+    logging.basicConfig(
+        level=settings.log_level.upper(), format=f"{stamp}%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_gateway(settings, _version(), systemd_notifier()))
+    except LayoutError as exc:
+        return _fail(str(exc))
+    return EXIT_OK
+
+
 def cmd_gateway_scan(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -348,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="gateway TOML (default: $NAHFELD_GATEWAY_CONFIG or /etc/nahfeld/gateway.toml)",
     )
     check.set_defaults(func=cmd_gateway_check_config)
+    run = gateway_sub.add_parser(
+        "run",
+        help="run the gateway daemon (what the systemd unit starts)",
+        description="Scan, track presence, decide offers and sync with the cloud over MQTT, "
+        "until SIGTERM. Settings as for check-config.",
+    )
+    run.add_argument("--config", type=Path, metavar="FILE", help="gateway TOML")
+    run.set_defaults(func=cmd_gateway_run)
     scan = gateway_sub.add_parser(
         "scan",
         help="print the adverts the radio hears (the installer's first check)",

@@ -71,6 +71,13 @@ class EidCache:
         self._pending.clear()
         return pending
 
+    def forget_token(self, token: str) -> int:
+        """Drop every EID of a token (opt-out: effective at once, not at window end)."""
+        gone = [eid for eid, match in self._entries.items() if match.token == token]
+        for eid in gone:
+            del self._entries[eid]
+        return len(gone)
+
     def expire(self, now: float) -> int:
         stale = [eid for eid, match in self._entries.items() if match.valid_until <= now]
         for eid in stale:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,50 +25,12 @@ from gateway.contract import (
 from gateway.mqtt_link import MqttLink
 from gateway.outbox import Outbox
 from gateway.settings import MqttSettings
-from tests.support.mosquitto import Broker, wait_until
+from tests.support.mosquitto import Broker, Listener, wait_until
 
 STORE, GATEWAY = "demo-store", "gw-1"
 EVENTS = gateway_topic(STORE, GATEWAY, "events")
 STATE = gateway_topic(STORE, GATEWAY, "state")
 LinkFactory = Callable[[Outbox], MqttLink]
-
-
-class Listener:
-    """A plain paho subscriber with a persistent session, recording what arrives."""
-
-    def __init__(self, port: int, topics: list[str], client_id: str = "listener") -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
-        )
-        self.client.on_message = self._on_message
-        self.topics = topics
-        self.subscribed = threading.Event()
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *args: self.subscribed.set()
-        self.client.reconnect_delay_set(1, 1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        # only what is published after the SUBACK reaches us: wait for it
-        assert self.subscribed.wait(10), "listener never got its SUBACK"
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
-    ) -> None:
-        client.subscribe([(topic, 1) for topic in self.topics])
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self.lock:
-            return [payload for t, payload, _ in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def event(n: int) -> PresenceEventMessage:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def free_port() -> int:
@@ -73,3 +77,41 @@ class Broker:
             self.process.terminate()  # SIGTERM: mosquitto saves its persistence db
             self.process.wait(timeout=10)
         self.process = None
+
+
+class Listener:
+    """A plain paho subscriber with a persistent session, recording what arrives."""
+
+    def __init__(self, port: int, topics: list[str], client_id: str = "listener") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+        self.client.on_message = self._on_message
+        self.topics = topics
+        self.subscribed = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        # only what is published after the SUBACK reaches us: wait for it
+        assert self.subscribed.wait(10), "listener never got its SUBACK"
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [payload for t, payload, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,311 @@
+"""``nahfeld gateway run``: scanner → core → offer engine → outbox → MQTT.
+
+The imperative shell around the pure core. Everything the core and the
+offer engine do happens on the asyncio loop's thread; MQTT messages arrive on
+paho's thread and are handed over with ``call_soon_threadsafe``. Events go to
+the outbox before anything is sent, so an uplink outage or a crash loses
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+
+import sdnotify
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import ValidationError
+
+from .ble.eid import EidMatch
+from .contract import (
+    Heartbeat,
+    Message,
+    OfferDecisionMessage,
+    PresenceEventMessage,
+    ResolveRequest,
+    ResolveResponse,
+    Ruleset,
+    StockSnapshot,
+    encode,
+    gateway_topic,
+    store_topic,
+)
+from .core import GatewayCore
+from .layout import StoreLayout, load_layout
+from .mqtt_link import MqttLink
+from .offers.engine import OfferEngine, UserContext
+from .offers.rules import RulesetBody
+from .outbox import Outbox
+from .presence.events import PresenceEvent
+from .recognise import EidCache
+from .scanner import Advert, Scanner, ScannerConfig
+from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+RESOLVE_INTERVAL_S = 0.2
+MAX_USERS = 50_000
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Gateway:
+    """One running gateway: state, wiring and the periodic jobs."""
+
+    def __init__(self, settings: GatewaySettings, layout: StoreLayout, version: str = "") -> None:
+        self.settings = settings
+        self.layout = layout
+        self.started = time.monotonic()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(settings.data_dir / "outbox.db", max_rows=settings.outbox_max_rows)
+        self.core = GatewayCore(layout, EidCache())
+        self.users: dict[str, UserContext] = {}
+        self.stock: dict[str, int] | None = None
+        self.engine: OfferEngine | None = None
+        self.ruleset_cache = settings.data_dir / "ruleset.json"
+        self.ruleset_received: float | None = None
+        self.rejected_rulesets = 0
+        self._load_cached_ruleset()
+        self.events_topic = gateway_topic(settings.store, settings.gateway, "events")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.link = MqttLink(
+            settings.mqtt,
+            settings.store,
+            settings.gateway,
+            self.outbox,
+            subscriptions=[
+                store_topic(settings.store, "ruleset"),
+                store_topic(settings.store, "stock"),
+                gateway_topic(settings.store, settings.gateway, "resolved"),
+            ],
+            on_message=self._from_paho,
+            version=version,
+            flush_interval_s=settings.flush_s,
+        )
+
+    # ------------------------------------------------------------ adverts (loop thread)
+
+    def on_advert(self, advert: Advert) -> None:
+        events = self.core.on_decoded(
+            advert.unix, self.settings.gateway, advert.rssi, advert.decoded
+        )
+        if events:
+            self._handle_events(events)
+
+    def _handle_events(self, events: list[PresenceEvent]) -> None:
+        rows: list[tuple[str, str, bytes, float | None]] = []
+        for event in events:
+            message = PresenceEventMessage(
+                event_id=_new_id(),
+                store=self.settings.store,
+                gateway=self.settings.gateway,
+                zone=event.zone,
+                token=event.device,
+                type=event.type,
+                ts=event.ts,
+                dwell_s=event.dwell_s,
+            )
+            rows.append((message.event_id, self.events_topic, encode(message), None))
+            if self.engine is not None:
+                rows.append(self._decide(event, message.event_id))
+        self.outbox.put_many(rows, now=time.time())
+        self.link.notify()
+
+    def _decide(
+        self, event: PresenceEvent, trigger_id: str
+    ) -> tuple[str, str, bytes, float | None]:
+        assert self.engine is not None
+        user = self.users.get(event.device, UserContext(event.device))
+        decision = self.engine.decide(event, user, self.stock)
+        rule = decision.rule
+        message = OfferDecisionMessage(
+            event_id=_new_id(),
+            trigger_event_id=trigger_id,
+            store=self.settings.store,
+            gateway=self.settings.gateway,
+            zone=event.zone,
+            token=event.device,
+            ts=event.ts,
+            campaign=rule.campaign if rule else None,
+            offer=rule.offer if rule else None,
+            rule=rule.id if rule else None,
+            suppressed=decision.suppressed,
+            expires_at=decision.expires_at,
+        )
+        return (message.event_id, self.events_topic, encode(message), decision.expires_at)
+
+    # ------------------------------------------------------------ MQTT messages
+
+    def _from_paho(self, topic: str, message: Message) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.on_message, topic, message)
+
+    def on_message(self, topic: str, message: Message) -> None:
+        if isinstance(message, ResolveResponse):
+            self._learn(message)
+        elif isinstance(message, Ruleset):
+            self._apply_ruleset(message, persist=True)
+        elif isinstance(message, StockSnapshot):
+            self.stock = dict(message.in_stock)
+
+    def _learn(self, response: ResolveResponse) -> None:
+        for item in response.resolved:
+            self.core.eids.learn(item.eid, EidMatch(item.token, item.valid_until))
+            if item.next_eid is not None and item.next_valid_until is not None:
+                self.core.eids.learn(item.next_eid, EidMatch(item.token, item.next_valid_until))
+            if len(self.users) < MAX_USERS or item.token in self.users:
+                self.users[item.token] = UserContext(item.token, frozenset(item.segments))
+        for token in response.revoked_tokens:
+            self.users.pop(token, None)
+            self.core.eids.forget_token(token)
+
+    def _apply_ruleset(self, ruleset: Ruleset, persist: bool) -> None:
+        try:
+            body = RulesetBody.model_validate(
+                {
+                    "store": ruleset.store,
+                    "version": ruleset.version,
+                    "timezone": ruleset.timezone,
+                    "rules": ruleset.rules,
+                }
+            )
+        except ValidationError as exc:
+            self.rejected_rulesets += 1
+            log.error("ruleset v%s refused, keeping the previous one: %s", ruleset.version, exc)
+            return
+        if self.engine is None:
+            self.engine = OfferEngine(body)
+        else:
+            self.engine.apply(body)
+        self.ruleset_received = time.time()
+        log.info("ruleset v%s applied: %d rules", body.version, len(body.rules))
+        if persist:
+            tmp = self.ruleset_cache.with_suffix(".tmp")
+            tmp.write_bytes(encode(ruleset))
+            tmp.replace(self.ruleset_cache)  # atomic: a reboot finds the old or the new one
+
+    def _load_cached_ruleset(self) -> None:
+        if not self.ruleset_cache.exists():
+            return
+        try:
+            cached = Ruleset.model_validate_json(self.ruleset_cache.read_bytes())
+        except (ValidationError, OSError) as exc:
+            log.warning("cached ruleset %s unusable: %s", self.ruleset_cache, exc)
+            return
+        self._apply_ruleset(cached, persist=False)
+
+    # ------------------------------------------------------------ periodic jobs (loop thread)
+
+    def resolve_pending(self) -> None:
+        eids = self.core.eids.take_pending()
+        for start in range(0, len(eids), 512):
+            request = ResolveRequest(
+                request_id=_new_id(),
+                store=self.settings.store,
+                gateway=self.settings.gateway,
+                ts=time.time(),
+                eids=eids[start : start + 512],
+            )
+            topic = gateway_topic(self.settings.store, self.settings.gateway, "resolve")
+            self.link.client.publish(topic, encode(request), qos=1)
+
+    def heartbeat(self) -> None:
+        beat = Heartbeat(
+            store=self.settings.store,
+            gateway=self.settings.gateway,
+            ts=time.time(),
+            uptime_s=time.monotonic() - self.started,
+            adverts_per_s=0.0,
+            devices_tracked=self.core.tracker.tracked,
+            outbox_depth=len(self.outbox),
+            ruleset_version=self.engine.ruleset.version if self.engine else None,
+        )
+        topic = gateway_topic(self.settings.store, self.settings.gateway, "heartbeat")
+        self.link.client.publish(topic, encode(beat), qos=0)
+
+    def housekeeping(self) -> None:
+        now = time.time()
+        self.core.eids.expire(now)
+        events = self.core.advance(now)  # dwell thresholds and silent exits need no advert
+        if events:
+            self._handle_events(events)
+        if self.ruleset_received is not None and now - self.ruleset_received > (
+            self.settings.ruleset_stale_s
+        ):
+            log.warning(
+                "ruleset is %.0f s old: is the cloud reachable?", now - self.ruleset_received
+            )
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "core": self.core.stats.as_dict(),
+            "outbox": len(self.outbox),
+            "link": str(self.link.stats),
+            "rejected_rulesets": self.rejected_rulesets,
+        }
+
+
+async def run_gateway(
+    settings: GatewaySettings,
+    version: str = "",
+    notify: Callable[[str], None] = lambda state: None,
+) -> None:
+    """Run until SIGTERM/SIGINT; ``notify`` receives systemd states (READY=1, WATCHDOG=1…)."""
+    layout = load_layout(settings.layout)
+    gateway = Gateway(settings, layout, version)
+    loop = asyncio.get_running_loop()
+    gateway.loop = loop
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    scanner = Scanner(
+        ScannerConfig(
+            adapter=settings.scanner.adapter,
+            passive=settings.scanner.passive,
+            silence_timeout_s=settings.scanner.silence_timeout_s,
+        ),
+        gateway.on_advert,
+    )
+    scheduler = AsyncIOScheduler(event_loop=loop)
+    scheduler.add_job(gateway.resolve_pending, "interval", seconds=RESOLVE_INTERVAL_S)
+    scheduler.add_job(gateway.heartbeat, "interval", seconds=settings.heartbeat_s)
+    scheduler.add_job(gateway.housekeeping, "interval", seconds=1.0)
+    scheduler.add_job(lambda: notify("WATCHDOG=1"), "interval", seconds=5.0)
+    gateway.link.start()
+    scheduler.start()
+    scan = asyncio.create_task(scanner.run(stop))
+    notify("READY=1")
+    log.info(
+        "gateway %s/%s running: %d zone(s), adapter %s, broker %s:%s",
+        settings.store,
+        settings.gateway,
+        len(layout.zones),
+        settings.scanner.adapter,
+        settings.mqtt.host,
+        settings.mqtt.port,
+    )
+    await stop.wait()
+    notify("STOPPING=1")
+    log.info("stopping: %s", json.dumps(gateway.stats(), default=str))
+    scheduler.shutdown(wait=False)
+    with contextlib.suppress(asyncio.CancelledError):
+        await scan
+    gateway.link.stop()
+    gateway.outbox.close()
+
+
+def systemd_notifier() -> Callable[[str], None]:
+    """sd_notify when run by systemd (NOTIFY_SOCKET set), otherwise a no-op."""
+    if "NOTIFY_SOCKET" not in os.environ:
+        return lambda state: None
+    notifier = sdnotify.SystemdNotifier()
+    return notifier.notify  # type: ignore[no-any-return]
