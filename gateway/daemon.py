@@ -39,13 +39,14 @@ from .contract import (
 )
 from .core import GatewayCore
 from .layout import StoreLayout, load_layout
+from .metrics import GatewayCollector, MetricSources, serve_metrics
 from .mqtt_link import MqttLink
 from .offers.engine import OfferEngine, UserContext
 from .offers.rules import RulesetBody
 from .outbox import Outbox
 from .presence.events import PresenceEvent
 from .recognise import EidCache
-from .scanner import Advert, Scanner, ScannerConfig
+from .scanner import Advert, Scanner, ScannerConfig, ScannerStats
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,17 @@ class Gateway:
                 "ruleset is %.0f s old: is the cloud reachable?", now - self.ruleset_received
             )
 
+    def metric_sources(self, scanner: ScannerStats | None = None) -> MetricSources:
+        return (
+            self.core.stats,
+            scanner,
+            self.link.stats,
+            self.outbox.stats,
+            len(self.outbox),
+            self.core.tracker.tracked,
+            self.rejected_rulesets,
+        )
+
     def stats(self) -> dict[str, object]:
         return {
             "core": self.core.stats.as_dict(),
@@ -274,6 +286,9 @@ async def run_gateway(
             silence_timeout_s=settings.scanner.silence_timeout_s,
         ),
         gateway.on_advert,
+    )
+    serve_metrics(
+        GatewayCollector(lambda: gateway.metric_sources(scanner.stats)), settings.metrics_port
     )
     scheduler = AsyncIOScheduler(event_loop=loop)
     scheduler.add_job(gateway.resolve_pending, "interval", seconds=RESOLVE_INTERVAL_S)

@@ -1,0 +1,144 @@
+"""The daemon's wiring without radio or broker: adverts → outbox rows, rulesets, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from gateway.ble.decode import decode_ad
+from gateway.ble.eid import eid_at
+from gateway.contract import ResolvedEid, ResolveResponse, Ruleset
+from gateway.daemon import Gateway
+from gateway.layout import parse_layout
+from gateway.metrics import GatewayCollector, serve_metrics
+from gateway.scanner import Advert
+from gateway.settings import GatewaySettings
+from gateway.sim.store import eid_advert
+
+KEY = bytes(range(16))
+LAYOUT = """
+store = "demo-store"
+timezone = "Europe/Berlin"
+[defaults]
+measured_power_dbm = -59
+path_loss_exponent = 2.0
+min_samples = 1
+enter_after_s = 0
+[[zones]]
+id = "entrance"
+gateway = "gw-1"
+radius_m = 2.0
+"""
+
+
+def ruleset(version: int, rules: list[dict[str, object]]) -> Ruleset:
+    return Ruleset.model_validate(
+        {
+            "store": "demo-store",
+            "version": version,
+            "compiled_at": "2026-01-01T00:00:00Z",
+            "timezone": "Europe/Berlin",
+            "rules": rules,
+        }
+    )
+
+
+WELCOME: dict[str, object] = {
+    "id": "w",
+    "campaign": "c",
+    "offer": "o",
+    "trigger": {"type": "enter", "zones": ["entrance"]},
+}
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Gateway:
+    settings = GatewaySettings(
+        store="demo-store", gateway="gw-1", layout=tmp_path / "unused.toml", data_dir=tmp_path
+    )
+    return Gateway(settings, parse_layout(LAYOUT))
+
+
+def advert(ts: float, rssi: int = -55) -> Advert:
+    return Advert(0.0, ts, "AA:BB:CC:DD:EE:FF", rssi, decode_ad(eid_advert(eid_at(KEY, 10, ts))))
+
+
+def test_unresolved_eid_waits_for_the_resolver_then_events_are_queued(gateway: Gateway) -> None:
+    now = time.time()
+    gateway.on_advert(advert(now))
+    assert len(gateway.outbox) == 0
+    pending = gateway.core.eids.take_pending()
+    assert pending == [eid_at(KEY, 10, now).hex()]
+    gateway.on_message(
+        "t",
+        ResolveResponse(
+            request_id="req-00000001",
+            store="demo-store",
+            ts=now,
+            resolved=[ResolvedEid(eid=pending[0], token="tok-a", valid_until=now + 600)],
+        ),
+    )
+    gateway.on_advert(advert(now + 0.5))
+    rows = gateway.outbox.pending(now)
+    assert [json.loads(r.payload)["kind"] for r in rows] == ["presence"]  # no ruleset yet
+    assert json.loads(rows[0].payload)["token"] == "tok-a"
+    assert "AA:BB" not in rows[0].payload.decode()
+
+
+def test_ruleset_is_applied_cached_and_a_bad_one_refused(gateway: Gateway, tmp_path: Path) -> None:
+    gateway.on_message("t", ruleset(1, [WELCOME]))
+    assert gateway.engine is not None
+    assert (tmp_path / "ruleset.json").exists()
+    gateway.on_message("t", ruleset(2, [{"id": "bad", "trigger": {"type": "dwell"}}]))
+    assert gateway.rejected_rulesets == 1
+    assert gateway.engine.ruleset.version == 1  # the previous one stays
+    reborn = Gateway(gateway.settings, gateway.layout)  # a reboot without uplink
+    assert reborn.engine is not None and reborn.engine.ruleset.version == 1
+
+
+def test_enter_with_a_ruleset_queues_presence_and_offer(gateway: Gateway) -> None:
+    now = time.time()
+    gateway.on_message("t", ruleset(1, [WELCOME]))
+    eid = eid_at(KEY, 10, now).hex()
+    gateway.on_message(
+        "t",
+        ResolveResponse(
+            request_id="req-00000001",
+            store="demo-store",
+            ts=now,
+            resolved=[ResolvedEid(eid=eid, token="tok-a", valid_until=now + 600)],
+        ),
+    )
+    gateway.on_advert(advert(now))
+    kinds = [json.loads(r.payload)["kind"] for r in gateway.outbox.pending(now)]
+    assert kinds == ["presence", "offer_decision"]
+    text = generate_latest(serve_metrics(GatewayCollector(gateway.metric_sources), 0)).decode()
+    assert 'nahfeld_presence_events_total{type="enter"} 1.0' in text
+    assert "nahfeld_outbox_depth 2.0" in text
+    assert 'nahfeld_sightings_total{kind="app"} 1.0' in text
+
+
+def test_opt_out_revokes_tokens_at_once(gateway: Gateway) -> None:
+    now = time.time()
+    eid = eid_at(KEY, 10, now).hex()
+    resolved = [ResolvedEid(eid=eid, token="tok-a", valid_until=now + 600)]
+    gateway.on_message(
+        "t",
+        ResolveResponse(request_id="req-00000001", store="demo-store", ts=now, resolved=resolved),
+    )
+    gateway.on_message(
+        "t",
+        ResolveResponse(
+            request_id="req-00000002",
+            store="demo-store",
+            ts=now,
+            resolved=[],
+            revoked_tokens=["tok-a"],
+        ),
+    )
+    gateway.on_advert(advert(now))
+    assert len(gateway.outbox) == 0
