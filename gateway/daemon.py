@@ -18,13 +18,17 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from typing import Literal
 
 import sdnotify
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 
 from .ble.eid import EidMatch
+from .ble.frames import EddystoneTlm
 from .contract import (
+    BeaconHealth,
+    FleetReport,
     Heartbeat,
     Message,
     OfferDecisionMessage,
@@ -52,7 +56,11 @@ from .settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 RESOLVE_INTERVAL_S = 0.2
+FLEET_INTERVAL_S = 60.0
 MAX_USERS = 50_000
+MAX_BEACON_ADDRESSES = 4096
+BEACON_MISSING_S = 300.0
+LOW_BATTERY_MV = 2500
 
 
 def _new_id() -> str:
@@ -66,10 +74,14 @@ class Gateway:
         self.settings = settings
         self.layout = layout
         self.started = time.monotonic()
+        self._last_beat = (self.started, 0)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(settings.data_dir / "outbox.db", max_rows=settings.outbox_max_rows)
         self.core = GatewayCore(layout, EidCache())
         self.users: dict[str, UserContext] = {}
+        #: store beacon by sender address, to attribute TLM frames; never leaves the gateway
+        self.beacon_by_address: dict[str, str] = {}
+        self.beacon_battery: dict[str, tuple[int, float | None]] = {}
         self.stock: dict[str, int] | None = None
         self.engine: OfferEngine | None = None
         self.ruleset_cache = settings.data_dir / "ruleset.json"
@@ -101,6 +113,54 @@ class Gateway:
         )
         if events:
             self._handle_events(events)
+        if advert.decoded.frames and self.core.beacon_last_seen:
+            self._note_beacon(advert)
+
+    def _note_beacon(self, advert: Advert) -> None:
+        """Tie a store beacon's TLM to its id through the sender address (kept on the gateway)."""
+        for frame in advert.decoded.frames:
+            if isinstance(frame, EddystoneTlm):
+                beacon = self.beacon_by_address.get(advert.address)
+                if beacon is not None:
+                    self.beacon_battery[beacon] = (frame.voltage_mv, frame.temperature_c)
+            else:
+                beacon = self.core.beacons.match(frame)
+                if beacon is not None and len(self.beacon_by_address) < MAX_BEACON_ADDRESSES:
+                    self.beacon_by_address[advert.address] = beacon
+
+    def fleet_report(self, now: float) -> FleetReport:
+        """Every registered store beacon: last seen, battery from TLM, and a verdict."""
+        beacons = []
+        for beacon in self.layout.beacons:
+            last_seen = self.core.beacon_last_seen.get(beacon.id)
+            battery, temperature = self.beacon_battery.get(beacon.id, (None, None))
+            status: Literal["ok", "missing", "low_battery"] = "ok"
+            if last_seen is None or now - last_seen > BEACON_MISSING_S:
+                status = "missing"
+            elif battery is not None and battery < LOW_BATTERY_MV:
+                status = "low_battery"
+            beacons.append(
+                BeaconHealth(
+                    beacon=beacon.id,
+                    last_seen=last_seen,
+                    battery_mv=battery,
+                    temperature_c=temperature,
+                    status=status,
+                )
+            )
+        return FleetReport(
+            store=self.settings.store, gateway=self.settings.gateway, ts=now, beacons=beacons
+        )
+
+    def publish_fleet(self) -> None:
+        if not self.layout.beacons:
+            return
+        report = self.fleet_report(time.time())
+        for beacon in report.beacons:
+            if beacon.status != "ok":
+                log.warning("store beacon %s: %s", beacon.beacon, beacon.status)
+        topic = gateway_topic(self.settings.store, self.settings.gateway, "fleet")
+        self.link.client.publish(topic, encode(report), qos=1)
 
     def _handle_events(self, events: list[PresenceEvent]) -> None:
         rows: list[tuple[str, str, bytes, float | None]] = []
@@ -220,12 +280,16 @@ class Gateway:
             self.link.client.publish(topic, encode(request), qos=1)
 
     def heartbeat(self) -> None:
+        now_mono, adverts = time.monotonic(), self.core.stats.adverts
+        last_mono, last_adverts = self._last_beat
+        self._last_beat = (now_mono, adverts)
+        rate = (adverts - last_adverts) / max(now_mono - last_mono, 1e-6)
         beat = Heartbeat(
             store=self.settings.store,
             gateway=self.settings.gateway,
             ts=time.time(),
             uptime_s=time.monotonic() - self.started,
-            adverts_per_s=0.0,
+            adverts_per_s=round(rate, 1),
             devices_tracked=self.core.tracker.tracked,
             outbox_depth=len(self.outbox),
             ruleset_version=self.engine.ruleset.version if self.engine else None,
@@ -294,6 +358,7 @@ async def run_gateway(
     scheduler.add_job(gateway.resolve_pending, "interval", seconds=RESOLVE_INTERVAL_S)
     scheduler.add_job(gateway.heartbeat, "interval", seconds=settings.heartbeat_s)
     scheduler.add_job(gateway.housekeeping, "interval", seconds=1.0)
+    scheduler.add_job(gateway.publish_fleet, "interval", seconds=FLEET_INTERVAL_S)
     scheduler.add_job(lambda: notify("WATCHDOG=1"), "interval", seconds=5.0)
     gateway.link.start()
     scheduler.start()

@@ -142,3 +142,38 @@ def test_opt_out_revokes_tokens_at_once(gateway: Gateway) -> None:
     )
     gateway.on_advert(advert(now))
     assert len(gateway.outbox) == 0
+
+
+BEACON_LAYOUT = (
+    LAYOUT
+    + """
+[[beacons]]
+id = "door"
+zone = "entrance"
+ibeacon = { uuid = "f7826da6-4fa2-4e98-8024-bc5b71e0893e", major = 1, minor = 2 }
+
+[[beacons]]
+id = "shelf"
+ibeacon = { uuid = "f7826da6-4fa2-4e98-8024-bc5b71e0893e", major = 1, minor = 3 }
+"""
+)
+
+
+def test_fleet_health_reads_battery_from_tlm_and_flags_missing(tmp_path: Path) -> None:
+    from gateway.sim.store import ibeacon_advert, tlm_advert
+
+    settings = GatewaySettings(
+        store="demo-store", gateway="gw-1", layout=tmp_path / "unused.toml", data_dir=tmp_path
+    )
+    gateway = Gateway(settings, parse_layout(BEACON_LAYOUT))
+    uuid = bytes.fromhex("f7826da64fa24e988024bc5b71e0893e")
+    now = time.time()
+    door = "C0:FF:EE:00:00:01"
+    gateway.on_advert(Advert(0.0, now, door, -60, decode_ad(ibeacon_advert(uuid, 1, 2))))
+    gateway.on_advert(Advert(0.0, now, door, -60, decode_ad(tlm_advert(2400, 21.0, 10, 5.0))))
+    report = gateway.fleet_report(now + 1)
+    health = {b.beacon: b for b in report.beacons}
+    assert health["door"].status == "low_battery"
+    assert health["door"].battery_mv == 2400
+    assert health["shelf"].status == "missing"
+    assert door not in report.model_dump_json()
