@@ -28,13 +28,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from .fields import IanaTimezone, Identifier
+
 SCHEMA_VERSION = 1
 ROOT = "nahfeld/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
 
-Identifier = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-]
 EidHex = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -218,7 +217,7 @@ class Ruleset(_Message):
     store: Identifier
     version: int = Field(ge=1)
     compiled_at: datetime
-    timezone: str
+    timezone: IanaTimezone
     rules: list[dict[str, Any]]
     offers: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -10,15 +10,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Self
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .fields import IanaTimezone, Identifier, duplicates
 from .presence.zones import TrackerParams, ZoneSpec
 
-Identifier = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-]
 _DEFAULT_PARAMS = TrackerParams()
 HexString = Annotated[str, Field(pattern=r"^[0-9a-fA-F]+$")]
 
@@ -98,19 +95,10 @@ class StoreBeacon(_Strict):
 
 class StoreLayout(_Strict):
     store: Identifier
-    timezone: str
+    timezone: IanaTimezone
     defaults: Defaults = Field(default_factory=Defaults)
     zones: Annotated[list[Zone], Field(min_length=1)]
     beacons: list[StoreBeacon] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA timezone {value!r}") from exc
-        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -118,9 +106,9 @@ class StoreLayout(_Strict):
             ("zone", [z.id for z in self.zones]),
             ("beacon", [b.id for b in self.beacons]),
         ):
-            duplicates = sorted({i for i in ids if ids.count(i) > 1})
-            if duplicates:
-                raise ValueError(f"duplicate {kind} id(s): {', '.join(duplicates)}")
+            repeated = duplicates(ids)
+            if repeated:
+                raise ValueError(f"duplicate {kind} id(s): {', '.join(repeated)}")
         zone_ids = {z.id for z in self.zones}
         for beacon in self.beacons:
             if beacon.zone is not None and beacon.zone not in zone_ids:

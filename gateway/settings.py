@@ -20,12 +20,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .fields import Identifier
+
 DEFAULT_CONFIG = Path("/etc/nahfeld/gateway.toml")
 CONFIG_ENV = "NAHFELD_GATEWAY_CONFIG"
-
-Identifier = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-]
 
 
 class _Section(BaseModel):

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Identifier = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-]
+from ..fields import IanaTimezone, Identifier, duplicates
 
 
 class _Strict(BaseModel):
@@ -106,22 +103,12 @@ class Rule(_Strict):
 class RulesetBody(_Strict):
     store: Identifier
     version: Annotated[int, Field(ge=1)]
-    timezone: str
+    timezone: IanaTimezone
     rules: list[Rule]
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA timezone {value!r}") from exc
-        return value
 
     @model_validator(mode="after")
     def _unique_rule_ids(self) -> Self:
-        ids = [rule.id for rule in self.rules]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate rule id(s): {', '.join(duplicates)}")
+        repeated = duplicates(rule.id for rule in self.rules)
+        if repeated:
+            raise ValueError(f"duplicate rule id(s): {', '.join(repeated)}")
         return self
