@@ -160,7 +160,7 @@ class Gateway:
             if beacon.status != "ok":
                 log.warning("store beacon %s: %s", beacon.beacon, beacon.status)
         topic = gateway_topic(self.settings.store, self.settings.gateway, "fleet")
-        self.link.client.publish(topic, encode(report), qos=1)
+        self.link.publish_now(topic, encode(report))
 
     def _handle_events(self, events: list[PresenceEvent]) -> None:
         rows: list[tuple[str, str, bytes, float | None]] = []
@@ -277,7 +277,7 @@ class Gateway:
                 eids=eids[start : start + 512],
             )
             topic = gateway_topic(self.settings.store, self.settings.gateway, "resolve")
-            self.link.client.publish(topic, encode(request), qos=1)
+            self.link.publish_now(topic, encode(request))
 
     def heartbeat(self) -> None:
         now_mono, adverts = time.monotonic(), self.core.stats.adverts
@@ -295,7 +295,7 @@ class Gateway:
             ruleset_version=self.engine.ruleset.version if self.engine else None,
         )
         topic = gateway_topic(self.settings.store, self.settings.gateway, "heartbeat")
-        self.link.client.publish(topic, encode(beat), qos=0)
+        self.link.publish_now(topic, encode(beat), qos=0)
 
     def housekeeping(self) -> None:
         now = time.time()

@@ -141,6 +141,12 @@ class MqttLink:
         self._flusher = threading.Thread(target=self._flush_loop, name="outbox-flush", daemon=True)
         self._flusher.start()
 
+    def publish_now(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish outside the outbox (heartbeats, resolve requests): stale when late anyway."""
+        if not self.connected.is_set():
+            return False
+        return self.client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
+
     def notify(self) -> None:
         """New rows are in the outbox: send them now rather than at the next tick."""
         self._wake.set()
