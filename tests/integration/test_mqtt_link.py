@@ -26,6 +26,7 @@ from gateway.mqtt_link import MqttLink
 from gateway.outbox import Outbox
 from gateway.settings import MqttSettings
 from tests.support.mosquitto import Broker, Listener, wait_until
+from tests.support.proxy import TcpProxy
 
 STORE, GATEWAY = "demo-store", "gw-1"
 EVENTS = gateway_topic(STORE, GATEWAY, "events")
@@ -107,40 +108,61 @@ def test_outbox_is_delivered_and_emptied(
     listener.close()
 
 
-def test_broker_outage_loses_nothing(
+def test_broker_restart_loses_nothing(
     broker: Broker, link_factory: LinkFactory, tmp_path: Path
 ) -> None:
-    listener = Listener(broker.port, [EVENTS])
+    """The broker goes away and comes back: every event ends up acknowledged by it."""
     outbox = Outbox(tmp_path / "o.db")
     link: MqttLink = link_factory(outbox)
     assert link.connected.wait(10)
     queue_events(outbox, range(100))
     link.notify()
-    wait_until(lambda: len(listener.on(EVENTS)) >= 100, what="the first 100 events")
     broker.stop()
     wait_until(lambda: not link.connected.is_set(), what="link to notice the outage")
     queue_events(outbox, range(100, 250))  # produced while the broker is down
     link.notify()
     assert len(outbox) >= 150
     broker.start()
+    wait_until(link.connected.is_set, 20, "reconnect", lambda: link.stats)
+    wait_until(lambda: len(outbox) == 0, 20, "outbox drained after the outage", lambda: link.stats)
+    assert link.stats.acked == 250
 
-    def state() -> str:
-        seen = {int(json.loads(p)["event_id"][4:]) for p in listener.on(EVENTS)}
-        missing = sorted(set(range(250)) - seen)
-        return (
-            f"outbox={len(outbox)} in_flight={link.in_flight} {link.stats} "
-            f"distinct={len(seen)} missing={missing[:5]}..{missing[-5:]}"
+
+def test_uplink_outage_loses_nothing_end_to_end(tmp_path: Path, broker: Broker) -> None:
+    """The network to the broker is cut and restored; a subscriber that never left sees all."""
+    listener = Listener(broker.port, [EVENTS])
+    proxy = TcpProxy(broker.port)
+    outbox = Outbox(tmp_path / "o.db")
+    settings = MqttSettings(port=proxy.port, reconnect_min_s=1, reconnect_max_s=2, keepalive_s=5)
+    link = MqttLink(settings, STORE, GATEWAY, outbox, [], lambda topic, message: None)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        queue_events(outbox, range(100))
+        link.notify()
+        wait_until(lambda: len(outbox) == 0, 20, "the first 100 acknowledged")
+        proxy.cut()
+        wait_until(lambda: not link.connected.is_set(), what="link to notice the cut")
+        queue_events(outbox, range(100, 250))
+        link.notify()
+        proxy.restore()
+
+        def state() -> str:
+            seen = {int(json.loads(p)["event_id"][4:]) for p in listener.on(EVENTS)}
+            missing = sorted(set(range(250)) - seen)
+            return f"outbox={len(outbox)} {link.stats} missing={missing[:10]}"
+
+        wait_until(
+            lambda: len({json.loads(p)["event_id"] for p in listener.on(EVENTS)}) == 250,
+            30,
+            "all 250 distinct events at the subscriber",
+            state,
         )
-
-    wait_until(link.connected.is_set, 20, "reconnect", state)
-    wait_until(lambda: len(outbox) == 0, 20, "outbox drained after the outage", state)
-    wait_until(
-        lambda: len({json.loads(p)["event_id"] for p in listener.on(EVENTS)}) == 250,
-        20,
-        "all 250 distinct events at the subscriber",
-        state,
-    )
-    listener.close()
+        wait_until(lambda: len(outbox) == 0, 10, "the outbox to drain", state)
+    finally:
+        link.stop(timeout_s=2)
+        proxy.close()
+        listener.close()
 
 
 def test_malformed_incoming_is_counted_and_dropped(
