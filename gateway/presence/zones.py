@@ -114,6 +114,10 @@ class PresenceTracker:
             self._next_due = min(self._next_due, obs.ts + self.params.exit_timeout_s)
         smoothed = signal.window.add(obs.ts, obs.rssi)
         if len(signal.window) < self.params.min_samples:
+            # too few samples to judge distance, but the device was heard: a sparse
+            # phone that is inside must not be timed out for it
+            for member in signal.memberships.values():
+                member.last_seen = obs.ts
             return events
         for zone in zones:
             power = zone.measured_power_dbm

@@ -154,3 +154,22 @@ def test_trusted_advertised_power_moves_the_estimate() -> None:
     for t in range(10):  # -71 dBm is 4 m for a -59 dBm phone, but 1 m for a -71 dBm one
         events += tracker.observe(Observation(float(t), "gw-1", "p", -71.0, measured_power_dbm=-71))
     assert kinds(events) == ["enter"]
+
+
+def test_sparse_sightings_keep_a_present_phone_in() -> None:
+    """Samples too sparse to judge distance still count as heard for the exit timeout."""
+    params = TrackerParams(
+        smoothing_window_s=5.0,
+        min_samples=3,
+        enter_after_s=0.0,
+        exit_after_s=4.0,
+        exit_timeout_s=15.0,
+        dwell_thresholds_s=(),
+    )
+    tracker = PresenceTracker("store", [ZONE], params)
+    events: list[PresenceEvent] = []
+    for t in range(5):  # dense at first: enter
+        events += tracker.observe(Observation(float(t), "gw-1", "p", rssi_at(1.0)))
+    for t in range(14, 200, 10):  # then one sample every 10 s: never 3 in the window
+        events += tracker.observe(Observation(float(t), "gw-1", "p", rssi_at(1.0)))
+    assert kinds(events) == ["enter"]
