@@ -68,6 +68,21 @@ def app_offers_topic(install: str) -> str:
     return f"{ROOT}/apps/{_segment(install)}/offers"
 
 
+def gateway_username(store: str, gateway: str) -> str:
+    """A gateway's MQTT user name (and TLS certificate CN): ``{gateway}@{store}``.
+
+    Fleet-wide unique, and ``@`` cannot occur in an id, so the broker's ACL can
+    bind each gateway to exactly its own topics (see firmware-config/mosquitto).
+    """
+    return f"{_segment(gateway)}@{_segment(store)}"
+
+
+#: the channels a gateway publishes on (its own subtree) and those it reads
+GATEWAY_UPLINK_CHANNELS = ("state", "heartbeat", "events", "resolve", "fleet")
+GATEWAY_DOWNLINK_CHANNELS = ("resolved",)
+STORE_DOWNLINK_CHANNELS = ("ruleset", "stock", "checkins")
+
+
 # Filters for consumers; the cloud prefixes these with $share/<group>/ to scale out.
 ALL_GATEWAY_EVENTS = f"{ROOT}/stores/+/gateways/+/events"
 ALL_GATEWAY_STATES = f"{ROOT}/stores/+/gateways/+/state"
