@@ -25,7 +25,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .contract import ContractError, GatewayState, Message, encode, gateway_topic, parse_message
+from .contract import (
+    ContractError,
+    GatewayState,
+    Message,
+    encode,
+    gateway_topic,
+    gateway_username,
+    parse_message,
+)
 from .outbox import Outbox
 from .settings import MqttSettings
 
@@ -96,7 +104,7 @@ class MqttLink:
         s = self.settings
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"nahfeld-{self.store}-{self.gateway}",
+            client_id=gateway_username(self.store, self.gateway),
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if s.username:

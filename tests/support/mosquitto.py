@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -39,22 +40,32 @@ def wait_until(
 class Broker:
     """Start, stop and restart one mosquitto on 127.0.0.1; persistence survives restarts."""
 
-    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+    def __init__(
+        self, workdir: Path, extra_config: str = "", config: str | None = None, port: int = 0
+    ) -> None:
+        """A broker with the test config plus ``extra_config``, or exactly ``config``
+        (which must listen on ``port`` on 127.0.0.1)."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise FileNotFoundError("mosquitto is not installed (scripts/test.sh installs it)")
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.workdir = workdir
         self.config = workdir / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "autosave_interval 1\n"
-            f"{extra_config}"
-        )
+        if config is None:
+            config = (
+                f"listener {self.port} 127.0.0.1\n"
+                "allow_anonymous true\n"
+                "persistence true\n"
+                f"persistence_location {workdir}/\n"
+                "autosave_interval 1\n"
+                f"{extra_config}"
+            )
+        if os.geteuid() == 0:
+            # started as root, mosquitto drops to the "mosquitto" user, who cannot enter
+            # pytest's private temporary directories: stay the invoking user instead
+            config = f"user root\n{config}"
+        self.config.write_text(config)
         self.log = workdir / "mosquitto.log"
         self.process: subprocess.Popen[bytes] | None = None
 

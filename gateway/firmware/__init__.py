@@ -1,0 +1,1 @@
+"""The in-store hardware as validated files: layouts, beacon profiles, broker and gateway configs."""
