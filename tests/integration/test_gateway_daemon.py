@@ -49,8 +49,12 @@ class FakeResolver:
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cloud")
         self.client.on_message = self._on_message
+        # (re)subscribe on every connect: it outlives broker restarts in the fault tests
+        self.client.on_connect = lambda client, *args: client.subscribe(
+            gateway_topic(STORE, GATEWAY, "resolve"), qos=1
+        )
+        self.client.reconnect_delay_set(1, 1)
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(gateway_topic(STORE, GATEWAY, "resolve"), qos=1)
         self.client.loop_start()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
