@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import SecretStr
 
 from gateway.contract import (
     GATEWAY_UPLINK_CHANNELS,
@@ -57,6 +58,7 @@ class Deployment:
     password_port: int  # TLS + user name and password
     ca: CertificateAuthority
     tls_dir: Path
+    passwd: Path
 
     def gateway_cert(self, store: str, gateway: str) -> tuple[Path, Path]:
         return self.ca.issue(f"{gateway}-{store}", gateway_username(store, gateway))
@@ -100,7 +102,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     broker = Broker(tmp_path, config=config, port=password_port)
     broker.start()
     try:
-        yield Deployment(broker, gateway_port, password_port, ca, tls_dir)
+        yield Deployment(broker, gateway_port, password_port, ca, tls_dir, passwd)
     finally:
         broker.stop()
 
@@ -321,22 +323,38 @@ def test_an_app_reads_its_own_offers_only(deployment: Deployment, probes: list[P
     assert app.messages == [(app_offers_topic(APP), b"my offer")]
 
 
-def test_the_gateway_link_works_over_mutual_tls(
-    deployment: Deployment, probes: list[Probe], tmp_path: Path
+@pytest.mark.parametrize("login", ["certificate", "password"])
+def test_the_gateway_link_works_over_tls(
+    deployment: Deployment, probes: list[Probe], tmp_path: Path, login: str
 ) -> None:
-    """The daemon's own MqttLink with the certificate files a rendered gateway.toml names."""
+    """The daemon's own MqttLink, configured as a rendered gateway.toml would configure it:
+    a client certificate on the gateway listener, or user name and password over TLS."""
     cloud = _cloud(deployment, probes)
-    cert_file, key_file = deployment.gateway_cert(STORE, GATEWAY)
-    settings = MqttSettings(
-        host="127.0.0.1",
-        port=deployment.gateway_port,
-        username=gateway_username(STORE, GATEWAY),
-        ca_file=deployment.ca.cert_file,
-        cert_file=cert_file,
-        key_file=key_file,
-        reconnect_min_s=1,
-        reconnect_max_s=2,
-    )
+    username = gateway_username(STORE, GATEWAY)
+    if login == "certificate":
+        cert_file, key_file = deployment.gateway_cert(STORE, GATEWAY)
+        settings = MqttSettings(
+            port=deployment.gateway_port,
+            ca_file=deployment.ca.cert_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            reconnect_min_s=1,
+            reconnect_max_s=2,
+        )
+    else:
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(deployment.passwd), username, "gw-secret"], check=True
+        )
+        deployment.broker.reload()
+        settings = MqttSettings(
+            port=deployment.password_port,
+            ca_file=deployment.ca.cert_file,
+            username=username,
+            password=SecretStr("gw-secret"),
+            reconnect_min_s=1,
+            reconnect_max_s=2,
+        )
+    settings = settings.model_copy(update={"host": "127.0.0.1"})
     outbox = Outbox(tmp_path / "outbox.sqlite")
     events_topic = gateway_topic(STORE, GATEWAY, "events")
     message = PresenceEventMessage(
@@ -354,9 +372,8 @@ def test_the_gateway_link_works_over_mutual_tls(
     )
     link.start()
     try:
-        wait_until(lambda: events_topic in cloud.topics(), 15, "the event over mutual TLS")
-        state_topic = gateway_topic(STORE, GATEWAY, "state")
-        assert state_topic in cloud.topics()  # the retained birth passed the ACL too
+        wait_until(lambda: events_topic in cloud.topics(), 15, f"the event over TLS ({login})")
+        assert gateway_topic(STORE, GATEWAY, "state") in cloud.topics()  # birth passed the ACL
         wait_until(lambda: len(outbox) == 0, 10, "the event's acknowledgement")
     finally:
         link.stop(timeout_s=2)

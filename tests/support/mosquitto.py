@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -82,6 +83,11 @@ class Broker:
             raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its password and ACL files."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
