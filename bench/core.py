@@ -122,6 +122,7 @@ def build_layout() -> StoreLayout:
         {
             "store": "bench-store",
             "timezone": "Europe/Berlin",
+            "gateways": [{"id": f"gw-{z}"} for z in range(ZONES)],
             "zones": [
                 {"id": f"zone-{z}", "gateway": f"gw-{z}", "radius_m": 3.0} for z in range(ZONES)
             ],

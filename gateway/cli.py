@@ -11,6 +11,8 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_NOTHING = 1  # ran fine, found nothing usable (decode without a frame)
 EXIT_USAGE = 2  # bad arguments or unreadable input
+EXIT_INVALID = 1  # ran fine, the files checked have problems (firmware validate)
+DEFAULT_FIRMWARE_DIR = Path("firmware-config")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -249,6 +251,79 @@ def cmd_gateway_scan(args: argparse.Namespace) -> int:
     return EXIT_OK if stats.adverts else EXIT_NOTHING
 
 
+def cmd_firmware_validate(args: argparse.Namespace) -> int:
+    from .firmware.bundle import load_bundle
+
+    bundle = load_bundle(args.dir)
+    for problem in bundle.problems:
+        print(problem)
+    print(bundle.summary())
+    return EXIT_OK if bundle.ok else EXIT_INVALID
+
+
+def cmd_firmware_render(args: argparse.Namespace) -> int:
+    from .firmware.bundle import GatewayLookupError, find_gateway, load_bundle
+    from .firmware.render import render_gateway_toml
+
+    bundle = load_bundle(args.dir)
+    if not bundle.ok:  # never hand a gateway a config rendered from broken files
+        for problem in bundle.problems:
+            print(problem, file=sys.stderr)
+        print(
+            f"nahfeld: {bundle.summary()}; fix these first (nahfeld firmware validate {args.dir})",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    try:
+        store, gateway = find_gateway(bundle, args.gateway, args.store)
+    except GatewayLookupError as exc:
+        return _fail(str(exc))
+    text = render_gateway_toml(bundle, store, gateway)
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"{args.out}: cannot write: {exc.strerror or exc}")
+    print(f"wrote {args.out} (gateway {gateway.id} of store {store.store})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_firmware_acl(args: argparse.Namespace) -> int:
+    from .firmware.bundle import BROKER_ACL, bundle_acl, load_bundle
+
+    bundle = load_bundle(args.dir)
+    # the ACL file itself may be what is out of date: judge everything else
+    problems = [p for p in bundle.problems if p.file != bundle.label(BROKER_ACL)]
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return _fail(f"fix these first (nahfeld firmware validate {args.dir})", EXIT_INVALID)
+    text = bundle_acl(bundle)
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"{args.out}: cannot write: {exc.strerror or exc}")
+    print(f"wrote {args.out}; reload mosquitto (SIGHUP) to apply it", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_firmware_schemas(args: argparse.Namespace) -> int:
+    from .firmware.schemas import write_schemas
+
+    try:
+        written = write_schemas(args.out)
+    except OSError as exc:
+        return _fail(f"{args.out}: cannot write schemas: {exc.strerror or exc}")
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -397,6 +472,101 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     scan.add_argument("--beacons-only", action="store_true", help="skip adverts without a frame")
     scan.set_defaults(func=cmd_gateway_scan)
+
+    firmware = sub.add_parser(
+        "firmware",
+        help="validate and render the firmware-config directory",
+        description="Commands for firmware-config/: the store layouts, beacon firmware "
+        "profiles, deployment settings, systemd unit and BlueZ settings of a fleet.",
+    )
+    firmware_sub = firmware.add_subparsers(
+        dest="firmware_command", required=True, metavar="COMMAND"
+    )
+    validate = firmware_sub.add_parser(
+        "validate",
+        help="check every file of a firmware-config directory, and the files against each other",
+        description="Load deployment.toml, beacons/*.toml, stores/*/layout.toml, "
+        "systemd/nahfeld-gateway.service and bluez/main.conf; print every problem as "
+        "FILE: FIELD: REASON, then a summary. Exit 1 when there is any problem.",
+        epilog="example: nahfeld firmware validate firmware-config",
+    )
+    validate.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_FIRMWARE_DIR,
+        metavar="DIR",
+        help="the firmware-config directory (default: ./firmware-config)",
+    )
+    validate.set_defaults(func=cmd_firmware_validate)
+    render = firmware_sub.add_parser(
+        "render",
+        help="write one gateway's gateway.toml",
+        description="Render the gateway.toml that `nahfeld gateway run` reads, from "
+        "deployment.toml and the gateway's entry in its store layout. Refuses (exit 1) when "
+        "the directory does not validate; exit 2 for an unknown or ambiguous gateway.",
+        epilog="example: nahfeld firmware render --gateway gw-entrance --out gateway.toml "
+        "(then install it as /etc/nahfeld/gateway.toml on that gateway)",
+    )
+    render.add_argument("--gateway", required=True, metavar="ID", help="the gateway's id")
+    render.add_argument(
+        "--store", metavar="ID", help="the store, when several stores have a gateway of that id"
+    )
+    render.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_FIRMWARE_DIR,
+        metavar="DIR",
+        help="the firmware-config directory (default: ./firmware-config)",
+    )
+    render.add_argument(
+        "--out",
+        type=Path,
+        default=Path("-"),
+        metavar="FILE",
+        help="where to write gateway.toml; - for stdout (default)",
+    )
+    render.set_defaults(func=cmd_firmware_render)
+    acl = firmware_sub.add_parser(
+        "acl",
+        help="write the broker's ACL for every declared gateway",
+        description="Render Mosquitto's acl_file: each gateway of each store layout may publish "
+        "and read exactly its own topics, the cloud everything under nahfeld/v1, an app only "
+        "its own offers. Exit 1 when the directory has other problems.",
+        epilog="example: nahfeld firmware acl --out firmware-config/mosquitto/nahfeld.acl "
+        "(install as /etc/mosquitto/nahfeld.acl, then reload mosquitto)",
+    )
+    acl.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_FIRMWARE_DIR,
+        metavar="DIR",
+        help="the firmware-config directory (default: ./firmware-config)",
+    )
+    acl.add_argument(
+        "--out",
+        type=Path,
+        default=Path("-"),
+        metavar="FILE",
+        help="where to write the ACL; - for stdout (default)",
+    )
+    acl.set_defaults(func=cmd_firmware_acl)
+    schemas = firmware_sub.add_parser(
+        "schemas",
+        help="regenerate the JSON Schemas of the firmware-config files",
+        description="Write JSON Schemas of the store layout, beacon profile, deployment and "
+        "gateway settings files, generated from the validating models, for editors "
+        "(a `#:schema` comment at the top of a TOML file).",
+        epilog="example: nahfeld firmware schemas --out firmware-config/schemas",
+    )
+    schemas.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_FIRMWARE_DIR / "schemas",
+        metavar="DIR",
+        help="output directory (default: ./firmware-config/schemas)",
+    )
+    schemas.set_defaults(func=cmd_firmware_schemas)
     return parser
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .fields import IanaTimezone, Identifier, duplicates
 from .presence.zones import TrackerParams, ZoneSpec
@@ -51,6 +59,22 @@ class Defaults(_Strict):
         return value
 
 
+class GatewaySpec(_Strict):
+    """One gateway box of the store: which adapter it scans with, and how.
+
+    Declared in the layout so a zone can only name a gateway that exists, and so
+    ``nahfeld firmware render`` can write each box's ``gateway.toml`` from one place.
+    """
+
+    id: Identifier
+    adapter: Annotated[str, Field(pattern=r"^hci[0-9]+$")] = "hci0"
+    # passive scanning needs BlueZ >= 5.56 run with --experimental (bluez/main.conf)
+    passive: bool = False
+    # same bounds as ScannerSettings.silence_timeout_s, which this value is rendered into
+    silence_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    description: str = ""
+
+
 class Zone(_Strict):
     id: Identifier
     gateway: Identifier
@@ -87,6 +111,9 @@ class StoreBeacon(_Strict):
     zone: Identifier | None = None
     ibeacon: IBeaconId | None = None
     eddystone_uid: EddystoneUidId | None = None
+    #: the firmware profile (firmware-config/beacons/<id>.toml) the beacon is flashed with;
+    #: checked by ``nahfeld firmware validate``, not at run time
+    profile: Identifier | None = None
 
     @model_validator(mode="after")
     def _one_identity(self) -> Self:
@@ -99,8 +126,36 @@ class StoreLayout(_Strict):
     store: Identifier
     timezone: IanaTimezone
     defaults: Defaults = Field(default_factory=Defaults)
+    # before `zones`: the zone check below reads the gateways already validated
+    gateways: Annotated[list[GatewaySpec], Field(min_length=1)]
     zones: Annotated[list[Zone], Field(min_length=1)]
     beacons: list[StoreBeacon] = Field(default_factory=list)
+
+    @field_validator("gateways")
+    @classmethod
+    def _unique_gateways(cls, value: list[GatewaySpec]) -> list[GatewaySpec]:
+        repeated = duplicates(g.id for g in value)
+        if repeated:
+            raise ValueError(f"duplicate gateway id(s): {', '.join(repeated)}")
+        return value
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_name_declared_gateways(cls, value: list[Zone], info: ValidationInfo) -> list[Zone]:
+        gateways: list[GatewaySpec] | None = info.data.get("gateways")
+        if gateways is None:  # the gateways were wrong themselves: reported there
+            return value
+        declared = {g.id for g in gateways}
+        unknown = [
+            f"zone {z.id!r} names unknown gateway {z.gateway!r}"
+            for z in value
+            if z.gateway not in declared
+        ]
+        if unknown:
+            raise ValueError(
+                f"{'; '.join(unknown)} (declared gateways: {', '.join(sorted(declared))})"
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -137,6 +192,10 @@ class StoreLayout(_Strict):
             )
             for z in self.zones
         ]
+
+    def gateway(self, gateway_id: str) -> GatewaySpec | None:
+        """The declared gateway with this id, if any."""
+        return next((g for g in self.gateways if g.id == gateway_id), None)
 
     def tracker_params(self) -> TrackerParams:
         d = self.defaults

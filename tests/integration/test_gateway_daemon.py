@@ -84,6 +84,7 @@ def write_config(tmp_path: Path, port: int) -> Path:
         f'store = "{STORE}"\ntimezone = "Europe/Berlin"\n'
         "[defaults]\nmeasured_power_dbm = -59\npath_loss_exponent = 2.0\n"
         "min_samples = 1\nenter_after_s = 0\n"
+        f'[[gateways]]\nid = "{GATEWAY}"\n'
         f'[[zones]]\nid = "entrance"\ngateway = "{GATEWAY}"\nradius_m = 2.0\n'
     )
     config = tmp_path / "gateway.toml"

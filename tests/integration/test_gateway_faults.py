@@ -51,6 +51,7 @@ def write_config(tmp_path: Path, broker_port: int, metrics_port: int) -> Path:
         "[defaults]\nmeasured_power_dbm = -59\npath_loss_exponent = 2.0\n"
         "min_samples = 1\nsmoothing_window_s = 0.3\nenter_after_s = 0\nexit_after_s = 0\n"
         "dwell_thresholds_s = [60]\n"
+        f'[[gateways]]\nid = "{GATEWAY}"\n'
         f'[[zones]]\nid = "entrance"\ngateway = "{GATEWAY}"\nradius_m = 2.0\n'
     )
     config = tmp_path / "gateway.toml"

@@ -28,6 +28,8 @@ measured_power_dbm = -59
 path_loss_exponent = 2.0
 min_samples = 1
 enter_after_s = 0
+[[gateways]]
+id = "gw-1"
 [[zones]]
 id = "entrance"
 gateway = "gw-1"

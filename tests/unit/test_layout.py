@@ -12,6 +12,8 @@ timezone = "Europe/Berlin"
 [defaults]
 measured_power_dbm = -59     # RSSI at 1 m
 path_loss_exponent = 2.0
+[[gateways]]
+id = "gw-entrance"
 [[zones]]
 id = "entrance"
 gateway = "gw-entrance"
@@ -55,7 +57,7 @@ def test_demo_layout_loads(demo_layout: StoreLayout) -> None:
         ),
         (('store = "demo-store"', ""), "store: Field required"),
         (('id = "entrance"', 'id = "bad id!"'), "zones.0.id: String should match pattern"),
-        (("[[zones]]", "[[zones]]\nid='x'\ngateway='g'\nradius_m=1\n[[zones]]"), None),
+        (("[[zones]]", "[[zones]]\nid='x'\ngateway='gw-entrance'\nradius_m=1\n[[zones]]"), None),
     ],
 )
 def test_invalid_layouts_name_the_field(change: tuple[str, str], expected: str | None) -> None:
@@ -70,7 +72,7 @@ def test_invalid_layouts_name_the_field(change: tuple[str, str], expected: str |
 
 
 def test_duplicate_zone_ids_refused() -> None:
-    text = MINIMAL + '[[zones]]\nid = "entrance"\ngateway = "gw-2"\nradius_m = 1.0\n'
+    text = MINIMAL + '[[zones]]\nid = "entrance"\ngateway = "gw-entrance"\nradius_m = 1.0\n'
     with pytest.raises(LayoutError, match="duplicate zone id"):
         parse_layout(text)
 
@@ -78,3 +80,18 @@ def test_duplicate_zone_ids_refused() -> None:
 def test_not_toml_refused() -> None:
     with pytest.raises(LayoutError, match="not valid TOML"):
         parse_layout("store = ", "x.toml")
+
+
+def test_gateways_are_declared_once_and_zones_name_them() -> None:
+    (gateway,) = parse_layout(MINIMAL).gateways
+    assert (gateway.id, gateway.adapter, gateway.passive) == ("gw-entrance", "hci0", False)
+    with pytest.raises(LayoutError, match="gateways: Field required"):
+        parse_layout(MINIMAL.replace('[[gateways]]\nid = "gw-entrance"\n', ""))
+    with pytest.raises(LayoutError, match=r"duplicate gateway id\(s\): gw-entrance"):
+        parse_layout(MINIMAL.replace("[[zones]]", '[[gateways]]\nid = "gw-entrance"\n[[zones]]'))
+    with pytest.raises(LayoutError) as info:
+        parse_layout(MINIMAL.replace('gateway = "gw-entrance"', 'gateway = "gw-door"'), "s.toml")
+    assert "zones: Value error, zone 'entrance' names unknown gateway 'gw-door'" in str(info.value)
+    assert "(declared gateways: gw-entrance)" in str(info.value)
+    with pytest.raises(LayoutError, match="adapter: String should match pattern"):
+        parse_layout(MINIMAL.replace('id = "gw-entrance"', 'id = "gw-entrance"\nadapter = "usb0"'))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import configparser
+import shlex
 from pathlib import Path
 
 from gateway.cli import build_parser
+from gateway.firmware.host import check_systemd_unit
 
 UNIT = (
     Path(__file__).resolve().parents[2] / "firmware-config" / "systemd" / "nahfeld-gateway.service"
@@ -13,16 +14,28 @@ UNIT = (
 
 
 def test_unit_is_notify_with_watchdog_and_runs_the_daemon() -> None:
-    unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str  # type: ignore[assignment,method-assign]
-    unit.read(UNIT)
-    service = unit["Service"]
-    assert service["Type"] == "notify"
-    # the daemon pets the watchdog every 5 s: the timeout must leave room for misses
-    assert int(service["WatchdogSec"]) >= 15
-    command = service["ExecStart"].split()
+    text = UNIT.read_text(encoding="utf-8")
+    # Type=notify, WatchdogSec >= 15 s, Restart, ExecStart, RestrictAddressFamilies with AF_UNIX:
+    # the same checks `nahfeld firmware validate` runs
+    unit = check_systemd_unit(text)
+    assert unit.problems == []
+    assert unit.writable == ["/var/lib/nahfeld"]  # StateDirectory=nahfeld under ProtectSystem
+    (exec_start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    command = shlex.split(exec_start.removeprefix("ExecStart="))
     assert command[:4] == ["/usr/bin/env", "nahfeld", "gateway", "run"]
     args = build_parser().parse_args(command[2:])  # the CLI accepts exactly these arguments
     assert str(args.config) == "/etc/nahfeld/gateway.toml"
-    assert "AF_UNIX" in service["RestrictAddressFamilies"]  # D-Bus to BlueZ
-    assert service["StateDirectory"] == "nahfeld"
+
+
+def test_the_check_catches_what_would_break_the_daemon() -> None:
+    text = UNIT.read_text(encoding="utf-8")
+    for old, new, field in [
+        ("Type=notify", "Type=simple", "Service.Type"),
+        ("WatchdogSec=30", "WatchdogSec=10", "Service.WatchdogSec"),
+        ("AF_UNIX ", "", "Service.RestrictAddressFamilies"),
+        ("gateway run", "gateway scan", "Service.ExecStart"),
+        ("Restart=on-failure", "Restart=no", "Service.Restart"),
+    ]:
+        assert old in text
+        problems = check_systemd_unit(text.replace(old, new)).problems
+        assert [f for f, _ in problems] == [field], (old, problems)
