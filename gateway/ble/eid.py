@@ -42,18 +42,30 @@ def _validate(identity_key: bytes, exponent: int, counter: int) -> None:
         raise ValueError(f"beacon time counter must be a 32-bit unsigned value, got {counter}")
 
 
+def derive_temporary_key(identity_key: bytes, counter: int) -> bytes:
+    """The temporary key for ``counter``: the same for all 65,536 s of a counter's top half."""
+    return _aes128_block(identity_key, _TEMPORARY_KEY_SALT + (counter >> 16).to_bytes(2, "big"))
+
+
 @lru_cache(maxsize=1024)
 def temporary_key(identity_key: bytes, counter: int) -> bytes:
-    """The temporary key; it changes every 65,536 s, hence the cache."""
-    return _aes128_block(identity_key, _TEMPORARY_KEY_SALT + (counter >> 16).to_bytes(2, "big"))
+    """:func:`derive_temporary_key`, cached: a phone or gateway asks for few identities."""
+    return derive_temporary_key(identity_key, counter)
+
+
+def eid_from_temporary_key(temporary: bytes, exponent: int, counter: int) -> bytes:
+    """The EID's second AES step alone, for callers that keep temporary keys themselves."""
+    quantised = (counter >> exponent) << exponent
+    block = b"\x00" * 11 + bytes((exponent,)) + quantised.to_bytes(4, "big")
+    return _aes128_block(temporary, block)[:EID_LENGTH]
 
 
 def compute_eid(identity_key: bytes, exponent: int, counter: int) -> bytes:
     """The 8-byte EID a beacon with this identity key and exponent sends at ``counter``."""
     _validate(identity_key, exponent, counter)
-    quantised = (counter >> exponent) << exponent
-    block = b"\x00" * 11 + bytes((exponent,)) + quantised.to_bytes(4, "big")
-    return _aes128_block(temporary_key(identity_key, counter & 0xFFFF0000), block)[:EID_LENGTH]
+    return eid_from_temporary_key(
+        temporary_key(identity_key, counter & 0xFFFF0000), exponent, counter
+    )
 
 
 def beacon_counter(unix_seconds: float) -> int:

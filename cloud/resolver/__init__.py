@@ -1,0 +1,7 @@
+"""The EID resolver: from the EIDs a gateway heard to per-store pseudonymous tokens."""
+
+from .index import EidIndex
+from .table import EidResolverTable, Resolution
+from .tokens import store_token
+
+__all__ = ["EidIndex", "EidResolverTable", "Resolution", "store_token"]
