@@ -80,6 +80,7 @@ class CloudBus:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def shared(self, topic_filter: str) -> str:
         return f"$share/{self.settings.share_group}/{topic_filter}"
@@ -87,7 +88,8 @@ class CloudBus:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, timeout_s: float = 10.0) -> None:
-        """Connect (a persistent session: unacknowledged messages survive a restart)."""
+        """Connect and subscribe; returns once the broker confirmed both. The session is
+        persistent: unacknowledged messages survive a restart of the worker."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self.client.connect_async(
@@ -122,9 +124,23 @@ class CloudBus:
             log.warning("MQTT connection refused: %s", reason)
             return
         self.stats.connects += 1
-        if self.handlers:
-            client.subscribe([(self.shared(topic), 1) for topic in self.handlers])
         log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
+        if self.handlers:  # ready once the broker confirmed the subscriptions
+            client.subscribe([(self.shared(topic), 1) for topic in self.handlers])
+        else:
+            self.connected.set()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            log.error("subscriptions refused by the broker: %s", ", ".join(refused))
         self.connected.set()
 
     def _on_disconnect(
