@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -9,7 +11,9 @@ from hypothesis import strategies as st
 
 from cloud.resolver import EidIndex, EidResolverTable, store_token
 from cloud.resolver.index import NOT_FOUND
+from cloud.resolver.service import InstallProfile, ResolverService
 from gateway.ble.eid import eid_at
+from gateway.contract import ResolveRequest, encode
 
 K = 10
 SIZE = 1 << K
@@ -140,3 +144,45 @@ def test_store_tokens_are_stable_per_store_and_unlinkable_across_stores() -> Non
     assert "install" not in token and len(token) == 24
     with pytest.raises(ValueError, match="16 bytes"):
         store_token(b"short", "berlin-1", "install-42")
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.known = {1: InstallProfile("install-a", ("vip",)), 2: InstallProfile("install-b")}
+        self.revoked: list[str] = []
+
+    def profiles(self, installs: Collection[int]) -> Mapping[int, InstallProfile]:
+        return {i: self.known[i] for i in installs if i in self.known}
+
+    def recently_revoked(self) -> Iterable[str]:
+        return self.revoked
+
+
+def request(*eids: str) -> ResolveRequest:
+    return ResolveRequest(
+        request_id="req-00000001", store="berlin-1", gateway="gw-1", ts=NOW, eids=list(eids)
+    )
+
+
+def test_the_service_answers_with_store_tokens_never_install_ids() -> None:
+    directory = Directory()
+    service = ResolverService(table_with((1, key(1), K), (2, key(2), K)), b"k" * 32, directory)
+    mine, stranger = eid_at(key(1), K, NOW).hex(), "0123456789abcdef"
+    response = service.answer(request(mine, stranger), NOW)
+    [resolved] = response.resolved
+    assert resolved.eid == mine
+    assert resolved.token == store_token(b"k" * 32, "berlin-1", "install-a")
+    assert resolved.segments == ["vip"]
+    assert resolved.next_eid == eid_at(key(1), K, NOW + SIZE).hex()
+    wire = encode(response)
+    assert b"install-a" not in wire and stranger.encode() not in wire
+    assert (service.stats.eids, service.stats.resolved) == (2, 1)
+
+
+def test_the_service_relays_revocations_and_skips_installs_without_a_record() -> None:
+    directory = Directory()
+    service = ResolverService(table_with((1, key(1), K), (3, key(3), K)), b"k" * 32, directory)
+    directory.revoked.append("install-b")
+    response = service.answer(request(eid_at(key(3), K, NOW).hex()), NOW)
+    assert response.resolved == []  # in the table, but the directory has no record: erased
+    assert response.revoked_tokens == [store_token(b"k" * 32, "berlin-1", "install-b")]
