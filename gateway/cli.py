@@ -278,15 +278,10 @@ def cmd_firmware_render(args: argparse.Namespace) -> int:
         store, gateway = find_gateway(bundle, args.gateway, args.store)
     except GatewayLookupError as exc:
         return _fail(str(exc))
-    text = render_gateway_toml(bundle, store, gateway)
-    if str(args.out) == "-":
-        sys.stdout.write(text)
-        return EXIT_OK
-    try:
-        args.out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        return _fail(f"{args.out}: cannot write: {exc.strerror or exc}")
-    print(f"wrote {args.out} (gateway {gateway.id} of store {store.store})", file=sys.stderr)
+    if not _write_output(args.out, render_gateway_toml(bundle, store, gateway)):
+        return EXIT_USAGE
+    if str(args.out) != "-":
+        print(f"wrote {args.out} (gateway {gateway.id} of store {store.store})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -300,15 +295,10 @@ def cmd_firmware_acl(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return _fail(f"fix these first (nahfeld firmware validate {args.dir})", EXIT_INVALID)
-    text = bundle_acl(bundle)
-    if str(args.out) == "-":
-        sys.stdout.write(text)
-        return EXIT_OK
-    try:
-        args.out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        return _fail(f"{args.out}: cannot write: {exc.strerror or exc}")
-    print(f"wrote {args.out}; reload mosquitto (SIGHUP) to apply it", file=sys.stderr)
+    if not _write_output(args.out, bundle_acl(bundle)):
+        return EXIT_USAGE
+    if str(args.out) != "-":
+        print(f"wrote {args.out}; reload mosquitto (SIGHUP) to apply it", file=sys.stderr)
     return EXIT_OK
 
 
@@ -331,6 +321,39 @@ def _version() -> str:
         return version("nahfeld")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "unknown"
+
+
+def _add_firmware_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_FIRMWARE_DIR,
+        metavar="DIR",
+        help="the firmware-config directory (default: ./firmware-config)",
+    )
+
+
+def _add_output_file(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("-"),
+        metavar="FILE",
+        help=f"where to write {what}; - for stdout (default)",
+    )
+
+
+def _write_output(out: Path, text: str) -> bool:
+    """Write ``text`` to ``out`` (stdout for ``-``); False, with the error said, if it failed."""
+    if str(out) == "-":
+        sys.stdout.write(text)
+        return True
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"{out}: cannot write: {exc.strerror or exc}")
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -512,20 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--store", metavar="ID", help="the store, when several stores have a gateway of that id"
     )
-    render.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_FIRMWARE_DIR,
-        metavar="DIR",
-        help="the firmware-config directory (default: ./firmware-config)",
-    )
-    render.add_argument(
-        "--out",
-        type=Path,
-        default=Path("-"),
-        metavar="FILE",
-        help="where to write gateway.toml; - for stdout (default)",
-    )
+    _add_firmware_dir(render)
+    _add_output_file(render, "gateway.toml")
     render.set_defaults(func=cmd_firmware_render)
     acl = firmware_sub.add_parser(
         "acl",
@@ -536,20 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: nahfeld firmware acl --out firmware-config/mosquitto/nahfeld.acl "
         "(install as /etc/mosquitto/nahfeld.acl, then reload mosquitto)",
     )
-    acl.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_FIRMWARE_DIR,
-        metavar="DIR",
-        help="the firmware-config directory (default: ./firmware-config)",
-    )
-    acl.add_argument(
-        "--out",
-        type=Path,
-        default=Path("-"),
-        metavar="FILE",
-        help="where to write the ACL; - for stdout (default)",
-    )
+    _add_firmware_dir(acl)
+    _add_output_file(acl, "the ACL")
     acl.set_defaults(func=cmd_firmware_acl)
     schemas = firmware_sub.add_parser(
         "schemas",

@@ -25,7 +25,6 @@ from pydantic import SecretStr
 
 from gateway.contract import (
     GATEWAY_UPLINK_CHANNELS,
-    PresenceEventMessage,
     app_offers_topic,
     encode,
     gateway_topic,
@@ -36,6 +35,7 @@ from gateway.firmware.acl import CLOUD_USER, render_acl
 from gateway.mqtt_link import MqttLink
 from gateway.outbox import Outbox
 from gateway.settings import MqttSettings
+from tests.support.messages import presence_event
 from tests.support.mosquitto import Broker, free_port, wait_until
 from tests.support.tls import CertificateAuthority
 
@@ -357,15 +357,7 @@ def test_the_gateway_link_works_over_tls(
     settings = settings.model_copy(update={"host": "127.0.0.1"})
     outbox = Outbox(tmp_path / "outbox.sqlite")
     events_topic = gateway_topic(STORE, GATEWAY, "events")
-    message = PresenceEventMessage(
-        event_id="evt-tls-1",
-        store=STORE,
-        gateway=GATEWAY,
-        zone="entrance",
-        token="tok-1",
-        type="enter",
-        ts=1.0,
-    )
+    message = presence_event(1, STORE, GATEWAY)
     outbox.put_many([(message.event_id, events_topic, encode(message), None)], now=0.0)
     link = MqttLink(
         settings, STORE, GATEWAY, outbox, [store_topic(STORE, "ruleset")], lambda t, m: None

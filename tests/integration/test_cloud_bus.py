@@ -20,6 +20,7 @@ from gateway.contract import (
     gateway_topic,
     store_topic,
 )
+from tests.support.messages import presence_event
 from tests.support.mosquitto import Broker, Listener, wait_until
 
 STORE, GATEWAY = "demo-store", "gw-1"
@@ -27,15 +28,7 @@ EVENTS = gateway_topic(STORE, GATEWAY, "events")
 
 
 def event(n: int) -> PresenceEventMessage:
-    return PresenceEventMessage(
-        event_id=f"evt-{n:08d}",
-        store=STORE,
-        gateway=GATEWAY,
-        zone="entrance",
-        token="tok-1",
-        type="enter",
-        ts=float(n),
-    )
+    return presence_event(n, STORE, GATEWAY)
 
 
 class Recorder:

@@ -25,6 +25,7 @@ from gateway.contract import (
 from gateway.mqtt_link import MqttLink
 from gateway.outbox import Outbox
 from gateway.settings import MqttSettings
+from tests.support.messages import presence_event
 from tests.support.mosquitto import Broker, Listener, wait_until
 from tests.support.proxy import TcpProxy
 
@@ -35,15 +36,7 @@ LinkFactory = Callable[[Outbox], MqttLink]
 
 
 def event(n: int) -> PresenceEventMessage:
-    return PresenceEventMessage(
-        event_id=f"evt-{n:08d}",
-        store=STORE,
-        gateway=GATEWAY,
-        zone="entrance",
-        token="tok-1",
-        type="enter",
-        ts=float(n),
-    )
+    return presence_event(n, STORE, GATEWAY)
 
 
 def queue_events(outbox: Outbox, numbers: range) -> None:
