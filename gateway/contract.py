@@ -289,6 +289,15 @@ def encode(message: _Message) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
+def gateway_of(topic: str) -> tuple[str, str]:
+    """``(store, gateway)`` of a gateway topic. The broker's ACL vouches for the topic, not
+    for the payload, so a consumer takes the sender's identity from here."""
+    parts = topic.split("/")
+    if len(parts) != 7 or "/".join(parts[:3]) != f"{ROOT}/stores" or parts[4] != "gateways":
+        raise ContractError("bad_topic", f"{topic!r} is not a gateway topic")
+    return _segment(parts[3]), _segment(parts[5])
+
+
 def channel_of(topic: str) -> str:
     """The last segment of a contract topic (``events``, ``ruleset``…)."""
     if not topic.startswith(ROOT + "/"):

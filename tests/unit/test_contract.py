@@ -15,6 +15,7 @@ from gateway.contract import (
     PresenceEventMessage,
     ResolveRequest,
     encode,
+    gateway_of,
     gateway_topic,
     parse_message,
     store_topic,
@@ -112,3 +113,10 @@ def test_fuzzed_payloads_only_ever_raise_contract_errors(channel: str, payload: 
         parse_message(f"nahfeld/v1/stores/s/gateways/g/{channel}", payload)
     except ContractError as exc:
         assert exc.reason
+
+
+def test_the_sender_is_read_from_the_topic() -> None:
+    assert gateway_of(gateway_topic("berlin-1", "gw-2", "resolve")) == ("berlin-1", "gw-2")
+    for topic in ("nahfeld/v1/stores/berlin-1/ruleset", "nahfeld/v1/stores/+/gateways/gw/x", "x"):
+        with pytest.raises(ContractError, match="bad_topic"):
+            gateway_of(topic)
