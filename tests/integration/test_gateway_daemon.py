@@ -1,7 +1,7 @@
 """``nahfeld gateway run`` end to end: bleak on dbusmock's BlueZ → core → offers → Mosquitto.
 
-The test plays the cloud: it answers the gateway's EID resolve requests and
-publishes the store's ruleset, then watches what the gateway sends.
+The cloud's own resolver worker answers the gateway's EID resolve requests; the
+test publishes the store's ruleset and watches everything on the broker.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.bus import BusSettings
+from cloud.resolver import EidResolverTable, store_token
+from cloud.resolver.service import InstallProfile, ResolverService
+from cloud.resolver.worker import ResolverWorker
 from gateway.ble.eid import eid_at
 from gateway.contract import (
     ResolvedEid,
@@ -39,10 +43,22 @@ K = 10
 PHONE = "5A:11:22:33:44:55"
 STRANGER = "7B:00:11:22:33:44"
 STRANGER_PAYLOAD = bytes.fromhex("1005031c8a1b2c3d")
+ALICE, SECRET = "install-alice", b"token-secret-for-tests-0123456789"
+
+
+class OneInstall:
+    """The cloud's install records: Alice, opted in, in the "vip" segment."""
+
+    def profiles(self, installs: Collection[int]) -> Mapping[int, InstallProfile]:
+        return {1: InstallProfile(ALICE, ("vip",))} if 1 in installs else {}
+
+    def recently_revoked(self) -> Iterable[str]:
+        return []
 
 
 class FakeResolver:
-    """The cloud's resolver for one known identity: answers resolve requests over MQTT."""
+    """A stand-in resolver for one identity, for the fault tests: it must outlive broker
+    restarts without the cloud's session handling in the way."""
 
     def __init__(self, port: int) -> None:
         self.requests: list[ResolveRequest] = []
@@ -126,7 +142,13 @@ def test_opted_in_phone_triggers_an_offer_and_strangers_leave_no_trace(
     bluez: BluezMock, broker: Broker, run_bleak: Callable[[Scenario], None], tmp_path: Path
 ) -> None:
     publish_ruleset(broker.port)
-    resolver = FakeResolver(broker.port)
+    table = EidResolverTable()
+    table.add_many([(1, KEY, K)])
+    resolver = ResolverWorker(  # the cloud's own resolver, not a stand-in
+        ResolverService(table, SECRET, OneInstall()),
+        BusSettings(port=broker.port, client_id="cloud-resolver"),
+    )
+    resolver.start()
     events_topic = gateway_topic(STORE, GATEWAY, "events")
     everything = Listener(broker.port, ["nahfeld/#"], "auditor")
     config = write_config(tmp_path, broker.port)
@@ -177,11 +199,12 @@ def test_opted_in_phone_triggers_an_offer_and_strangers_leave_no_trace(
         run_bleak(scenario)
         messages = [json.loads(p) for p in everything.on(events_topic)]
         enter = next(m for m in messages if m["kind"] == "presence")
-        assert (enter["type"], enter["zone"], enter["token"]) == ("enter", "entrance", "tok-alice")
+        token = store_token(SECRET, STORE, ALICE)
+        assert (enter["type"], enter["zone"], enter["token"]) == ("enter", "entrance", token)
         decision = next(m for m in messages if m["kind"] == "offer_decision")
         assert decision["offer"] == "ten-percent"
         assert decision["trigger_event_id"] == enter["event_id"]
-        assert resolver.requests, "the gateway never asked the resolver"
+        assert resolver.service.stats.resolved >= 1, "the gateway never asked the resolver"
         state = [
             json.loads(p)["state"] for p in everything.on(gateway_topic(STORE, GATEWAY, "state"))
         ]
@@ -189,8 +212,8 @@ def test_opted_in_phone_triggers_an_offer_and_strangers_leave_no_trace(
         # privacy: nothing about the stranger, and no MAC address at all, left the gateway
         with everything.lock:
             wire = b"".join(payload for _, payload, _ in everything.messages)
-        for secret in (PHONE, STRANGER, PHONE.replace(":", ""), STRANGER_PAYLOAD.hex()):
+        for secret in (PHONE, STRANGER, PHONE.replace(":", ""), STRANGER_PAYLOAD.hex(), ALICE):
             assert secret.encode().lower() not in wire.lower()
     finally:
-        resolver.close()
+        resolver.stop()
         everything.close()
