@@ -19,7 +19,7 @@ from gateway.firmware.bundle import (
 )
 from gateway.firmware.host import check_bluez_main_conf, check_systemd_unit, parse_timespan
 from gateway.firmware.profiles import BeaconProfile
-from gateway.firmware.render import render_gateway_toml, toml_string
+from gateway.firmware.render import render_gateway_toml
 from gateway.firmware.schemas import SCHEMAS, schema_documents, stale_schemas, write_schemas
 from gateway.settings import CONFIG_ENV, GatewaySettings
 
@@ -382,9 +382,6 @@ def test_rendered_gateway_toml_round_trips_through_settings(
 def test_render_escapes_strings(
     config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    nasty = ['a"b', "back\\slash", "tab\there", "new\nline", "\x00\x1f\x7f", "Straße ☕", ""]
-    for value in nasty:
-        assert tomllib.loads(f"v = {toml_string(value)}")["v"] == value
     odd = '/etc/nahfeld/"odd" \\ dir/layout.toml'
     edit(
         config_dir, DEPLOYMENT, 'layout = "/etc/nahfeld/layout.toml"', f"layout = '{odd}'"
