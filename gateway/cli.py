@@ -566,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="output directory (default: ./firmware-config/schemas)",
     )
     schemas.set_defaults(func=cmd_firmware_schemas)
+    from cloud.cli import add_cloud_commands
+
+    add_cloud_commands(sub)
     return parser
 
 

@@ -1,0 +1,131 @@
+"""The ``nahfeld cloud`` command group: serve the API, migrate the database, bootstrap a key.
+
+``gateway.cli`` adds this group with :func:`add_cloud_commands`. Each command
+imports FastAPI, SQLAlchemy and uvicorn itself, so ``nahfeld decode`` on a
+gateway does not pay for (or need) the cloud's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+ROLES = ("admin", "marketer", "viewer")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from .api.app import create_app
+    from .settings import CloudSettings
+
+    settings = CloudSettings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    host = args.host or settings.host
+    port = args.port or settings.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db.migrate import upgrade
+    from .settings import CloudSettings
+
+    settings = CloudSettings()
+    url = args.database_url or settings.database_url
+    try:
+        upgrade(url, args.revision)
+    except SQLAlchemyError as exc:
+        print(f"nahfeld cloud migrate: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"database migrated to {args.revision}")
+    return EXIT_OK
+
+
+def cmd_create_api_key(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db.engine import make_engine, make_sessionmaker
+    from .services.auth import Role, bootstrap_api_key
+    from .settings import CloudSettings
+
+    settings = CloudSettings()
+    engine = make_engine(args.database_url or settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            key, token = bootstrap_api_key(session, args.tenant, Role(args.role), args.name)
+    except SQLAlchemyError as exc:
+        print(
+            f"nahfeld cloud create-api-key: {exc.__class__.__name__}: {exc} "
+            "(has `nahfeld cloud migrate` run?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    print(
+        f"created {args.role} key {key.prefix} for tenant {args.tenant!r}; "
+        "it is shown once, store it now:",
+        file=sys.stderr,
+    )
+    print(token)
+    return EXIT_OK
+
+
+def _tenant(value: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+
+    from gateway.fields import Identifier
+
+    try:
+        return TypeAdapter(Identifier).validate_python(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: letters, digits, '_', '.', '-' (1-64, starting alphanumeric)"
+        ) from exc
+
+
+def add_cloud_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cloud = sub.add_parser(
+        "cloud",
+        help="the cloud rules service's commands",
+        description="Commands for the cloud rules service. Settings come from the environment "
+        "(NAHFELD_CLOUD_..., e.g. NAHFELD_CLOUD_DATABASE_URL) and .env.",
+    )
+    cloud_sub = cloud.add_subparsers(dest="cloud_command", required=True, metavar="COMMAND")
+
+    serve = cloud_sub.add_parser(
+        "serve",
+        help="serve the API (OpenAPI docs at /docs)",
+        description="Serve the marketer API with uvicorn. Run `nahfeld cloud migrate` first.",
+    )
+    serve.add_argument("--host", help="address to listen on (default: NAHFELD_CLOUD_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: NAHFELD_CLOUD_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = cloud_sub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Apply the packaged Alembic migrations (SQLite or PostgreSQL).",
+    )
+    migrate.add_argument("--database-url", help="default: NAHFELD_CLOUD_DATABASE_URL")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    create_key = cloud_sub.add_parser(
+        "create-api-key",
+        help="create an API key (and the tenant, if new); prints the key once",
+        description="Bootstrap access: create a key for TENANT with ROLE. The key goes to "
+        "stdout, a note to stderr; only its hash is stored.",
+    )
+    create_key.add_argument("--tenant", required=True, type=_tenant, help="the retailer's id")
+    create_key.add_argument("--role", required=True, choices=ROLES)
+    create_key.add_argument("--name", default="", help="a label shown in key listings")
+    create_key.add_argument("--database-url", help="default: NAHFELD_CLOUD_DATABASE_URL")
+    create_key.set_defaults(func=cmd_create_api_key)

@@ -1,0 +1,1 @@
+"""The API's request and response bodies (pydantic), separate from the tables."""

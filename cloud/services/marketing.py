@@ -1,0 +1,310 @@
+"""Campaigns, offers, rules and segments of a tenant.
+
+References inside a body (a rule's store, offer, zones and segments; an
+offer's campaign) are checked against the tenant's own objects and refused as
+invalid fields (422) naming the offending position, never stored dangling.
+Every write that can alter what a store's gateways execute marks those stores'
+rulesets as changed (:mod:`cloud.services.changes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..db.models import Campaign, Offer, Rule, Segment
+from ..schemas.marketing import (
+    CampaignCreate,
+    CampaignFields,
+    OfferCreate,
+    OfferFields,
+    RuleCreate,
+    RuleFields,
+    SegmentCreate,
+    SegmentFields,
+)
+from .auth import Principal
+from .changes import ruleset_changed
+from .errors import ConflictError, InvalidError, NotFoundError, Problem
+from .fleet import find_store, zone_ids
+from .paging import PageRequest, PageResult, fetch_page
+
+
+def _commit(session: Session, what: str) -> None:
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(f"{what} conflicts with existing data") from exc
+
+
+def _stores_of_rules(session: Session, principal: Principal, *conditions: Any) -> set[str]:
+    stmt = select(Rule.store_id).where(Rule.tenant_id == principal.tenant_id, *conditions)
+    return set(session.scalars(stmt))
+
+
+# ------------------------------------------------------------------ campaigns
+
+
+def list_campaigns(
+    session: Session, principal: Principal, page: PageRequest
+) -> PageResult[Campaign]:
+    stmt = select(Campaign).where(Campaign.tenant_id == principal.tenant_id).order_by(Campaign.id)
+    return fetch_page(session, stmt, page)
+
+
+def get_campaign(session: Session, principal: Principal, campaign_id: str) -> Campaign:
+    campaign = session.get(Campaign, (principal.tenant_id, campaign_id))
+    if campaign is None:
+        raise NotFoundError("campaign", campaign_id)
+    return campaign
+
+
+def _apply_campaign(campaign: Campaign, data: CampaignFields) -> None:
+    campaign.name = data.name
+    campaign.status = data.status
+    campaign.start_date = data.schedule.start_date
+    campaign.end_date = data.schedule.end_date
+    campaign.priority = data.priority
+    campaign.budget_redemptions = data.budget.redemptions
+    campaign.budget_cents = data.budget.euro_cents
+
+
+def create_campaign(session: Session, principal: Principal, data: CampaignCreate) -> Campaign:
+    if session.get(Campaign, (principal.tenant_id, data.id)) is not None:
+        raise ConflictError(f"campaign {data.id!r} already exists")
+    campaign = Campaign(tenant_id=principal.tenant_id, id=data.id)
+    _apply_campaign(campaign, data)
+    session.add(campaign)
+    _commit(session, f"campaign {data.id!r}")
+    return campaign
+
+
+def update_campaign(
+    session: Session, principal: Principal, campaign_id: str, data: CampaignFields
+) -> Campaign:
+    campaign = get_campaign(session, principal, campaign_id)
+    _apply_campaign(campaign, data)
+    offers = select(Offer.id).where(
+        Offer.tenant_id == principal.tenant_id, Offer.campaign_id == campaign.id
+    )
+    ruleset_changed(session, _stores_of_rules(session, principal, Rule.offer_id.in_(offers)))
+    session.commit()
+    return campaign
+
+
+def delete_campaign(session: Session, principal: Principal, campaign_id: str) -> None:
+    campaign = get_campaign(session, principal, campaign_id)
+    offers = list(
+        session.scalars(
+            select(Offer.id).where(
+                Offer.tenant_id == principal.tenant_id, Offer.campaign_id == campaign.id
+            )
+        )
+    )
+    if offers:
+        raise ConflictError(f"campaign {campaign_id!r} still has offer(s) {', '.join(offers)}")
+    session.delete(campaign)
+    session.commit()
+
+
+# ------------------------------------------------------------------ offers
+
+
+def list_offers(session: Session, principal: Principal, page: PageRequest) -> PageResult[Offer]:
+    stmt = select(Offer).where(Offer.tenant_id == principal.tenant_id).order_by(Offer.id)
+    return fetch_page(session, stmt, page)
+
+
+def get_offer(session: Session, principal: Principal, offer_id: str) -> Offer:
+    offer = session.get(Offer, (principal.tenant_id, offer_id))
+    if offer is None:
+        raise NotFoundError("offer", offer_id)
+    return offer
+
+
+def _apply_offer(session: Session, principal: Principal, offer: Offer, data: OfferFields) -> None:
+    if session.get(Campaign, (principal.tenant_id, data.campaign)) is None:
+        raise InvalidError(
+            [Problem(("body", "campaign"), f"no campaign {data.campaign!r}", "unknown_reference")]
+        )
+    offer.campaign_id = data.campaign
+    offer.title = data.title
+    offer.body = data.body
+    offer.deep_link = str(data.deep_link) if data.deep_link is not None else None
+    offer.image_url = str(data.image_url) if data.image_url is not None else None
+    offer.sku = data.sku
+    offer.coupon_codes = list(data.coupon_codes)
+    offer.value_cents = data.value_cents
+
+
+def create_offer(session: Session, principal: Principal, data: OfferCreate) -> Offer:
+    if session.get(Offer, (principal.tenant_id, data.id)) is not None:
+        raise ConflictError(f"offer {data.id!r} already exists")
+    offer = Offer(tenant_id=principal.tenant_id, id=data.id)
+    _apply_offer(session, principal, offer, data)
+    session.add(offer)
+    _commit(session, f"offer {data.id!r}")
+    return offer
+
+
+def update_offer(session: Session, principal: Principal, offer_id: str, data: OfferFields) -> Offer:
+    offer = get_offer(session, principal, offer_id)
+    _apply_offer(session, principal, offer, data)
+    ruleset_changed(session, _stores_of_rules(session, principal, Rule.offer_id == offer.id))
+    session.commit()
+    return offer
+
+
+def delete_offer(session: Session, principal: Principal, offer_id: str) -> None:
+    offer = get_offer(session, principal, offer_id)
+    rules = list(
+        session.scalars(
+            select(Rule.id).where(Rule.tenant_id == principal.tenant_id, Rule.offer_id == offer.id)
+        )
+    )
+    if rules:
+        raise ConflictError(f"offer {offer_id!r} is used by rule(s) {', '.join(sorted(rules))}")
+    session.delete(offer)
+    session.commit()
+
+
+# ------------------------------------------------------------------ rules
+
+
+def list_rules(
+    session: Session, principal: Principal, page: PageRequest, store_id: str | None = None
+) -> PageResult[Rule]:
+    stmt = select(Rule).where(Rule.tenant_id == principal.tenant_id)
+    if store_id is not None:
+        stmt = stmt.where(Rule.store_id == store_id)
+    return fetch_page(session, stmt.order_by(Rule.id), page)
+
+
+def get_rule(session: Session, principal: Principal, rule_id: str) -> Rule:
+    rule = session.get(Rule, (principal.tenant_id, rule_id))
+    if rule is None:
+        raise NotFoundError("rule", rule_id)
+    return rule
+
+
+def _reference_problems(
+    session: Session, principal: Principal, data: RuleFields
+) -> Iterable[Problem]:
+    """Everything a rule body names that the tenant does not have (for that store)."""
+    store = find_store(session, principal, data.store)
+    if store is None:
+        yield Problem(("body", "store"), f"no store {data.store!r}", "unknown_reference")
+    else:
+        known = zone_ids(session, store.id)
+        for index, zone in enumerate(data.trigger.zones):
+            if zone not in known:
+                yield Problem(
+                    ("body", "trigger", "zones", index),
+                    f"zone {zone!r} is not a zone of store {store.id!r}",
+                    "zone_of_other_store",
+                )
+    if session.get(Offer, (principal.tenant_id, data.offer)) is None:
+        yield Problem(("body", "offer"), f"no offer {data.offer!r}", "unknown_reference")
+    segments = set(
+        session.scalars(select(Segment.id).where(Segment.tenant_id == principal.tenant_id))
+    )
+    for index, segment in enumerate(data.audience.segments):
+        if segment not in segments:
+            yield Problem(
+                ("body", "audience", "segments", index),
+                f"no segment {segment!r}",
+                "unknown_reference",
+            )
+
+
+def _apply_rule(session: Session, principal: Principal, rule: Rule, data: RuleFields) -> None:
+    problems = list(_reference_problems(session, principal, data))
+    if problems:
+        raise InvalidError(problems)
+    rule.store_id = data.store
+    rule.offer_id = data.offer
+    rule.enabled = data.enabled
+    rule.trigger = data.trigger.model_dump(mode="json")
+    rule.audience = data.audience.model_dump(mode="json")
+    rule.schedule = data.schedule.model_dump(mode="json")
+    rule.caps = data.caps.model_dump(mode="json")
+    rule.ttl_s = data.ttl_s
+
+
+def create_rule(session: Session, principal: Principal, data: RuleCreate) -> Rule:
+    if session.get(Rule, (principal.tenant_id, data.id)) is not None:
+        raise ConflictError(f"rule {data.id!r} already exists")
+    rule = Rule(tenant_id=principal.tenant_id, id=data.id)
+    _apply_rule(session, principal, rule, data)
+    session.add(rule)
+    ruleset_changed(session, [data.store])
+    _commit(session, f"rule {data.id!r}")
+    return rule
+
+
+def update_rule(session: Session, principal: Principal, rule_id: str, data: RuleFields) -> Rule:
+    rule = get_rule(session, principal, rule_id)
+    before = rule.store_id
+    _apply_rule(session, principal, rule, data)
+    ruleset_changed(session, {before, data.store})
+    _commit(session, f"rule {rule_id!r}")
+    session.refresh(rule)  # the offer (and so the campaign) may have changed
+    return rule
+
+
+def delete_rule(session: Session, principal: Principal, rule_id: str) -> None:
+    rule = get_rule(session, principal, rule_id)
+    ruleset_changed(session, [rule.store_id])
+    session.delete(rule)
+    session.commit()
+
+
+# ------------------------------------------------------------------ segments
+
+
+def list_segments(session: Session, principal: Principal, page: PageRequest) -> PageResult[Segment]:
+    stmt = select(Segment).where(Segment.tenant_id == principal.tenant_id).order_by(Segment.id)
+    return fetch_page(session, stmt, page)
+
+
+def get_segment(session: Session, principal: Principal, segment_id: str) -> Segment:
+    segment = session.get(Segment, (principal.tenant_id, segment_id))
+    if segment is None:
+        raise NotFoundError("segment", segment_id)
+    return segment
+
+
+def create_segment(session: Session, principal: Principal, data: SegmentCreate) -> Segment:
+    if session.get(Segment, (principal.tenant_id, data.id)) is not None:
+        raise ConflictError(f"segment {data.id!r} already exists")
+    segment = Segment(
+        tenant_id=principal.tenant_id, id=data.id, name=data.name, description=data.description
+    )
+    session.add(segment)
+    _commit(session, f"segment {data.id!r}")
+    return segment
+
+
+def update_segment(
+    session: Session, principal: Principal, segment_id: str, data: SegmentFields
+) -> Segment:
+    segment = get_segment(session, principal, segment_id)
+    segment.name = data.name
+    segment.description = data.description
+    session.commit()
+    return segment
+
+
+def delete_segment(session: Session, principal: Principal, segment_id: str) -> None:
+    segment = get_segment(session, principal, segment_id)
+    rules = session.scalars(select(Rule).where(Rule.tenant_id == principal.tenant_id))
+    users = sorted(r.id for r in rules if segment.id in r.audience.get("segments", ()))
+    if users:
+        raise ConflictError(f"segment {segment_id!r} is used by rule(s) {', '.join(users)}")
+    session.delete(segment)
+    session.commit()
