@@ -10,7 +10,7 @@ rulesets as changed (:mod:`cloud.services.changes`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +50,19 @@ def _stores_of_rules(session: Session, principal: Principal, *conditions: Any) -
 # ------------------------------------------------------------------ campaigns
 
 
+_Owned = TypeVar("_Owned", Campaign, Offer, Rule, Segment)
+
+
+def _owned(
+    session: Session, principal: Principal, model: type[_Owned], ident: str, kind: str
+) -> _Owned:
+    """The caller's tenant's row of ``model`` by id; another tenant's is as absent (404)."""
+    row = session.get(model, (principal.tenant_id, ident))
+    if row is None:
+        raise NotFoundError(kind, ident)
+    return row
+
+
 def list_campaigns(
     session: Session, principal: Principal, page: PageRequest
 ) -> PageResult[Campaign]:
@@ -58,10 +71,7 @@ def list_campaigns(
 
 
 def get_campaign(session: Session, principal: Principal, campaign_id: str) -> Campaign:
-    campaign = session.get(Campaign, (principal.tenant_id, campaign_id))
-    if campaign is None:
-        raise NotFoundError("campaign", campaign_id)
-    return campaign
+    return _owned(session, principal, Campaign, campaign_id, "campaign")
 
 
 def _apply_campaign(campaign: Campaign, data: CampaignFields) -> None:
@@ -121,10 +131,7 @@ def list_offers(session: Session, principal: Principal, page: PageRequest) -> Pa
 
 
 def get_offer(session: Session, principal: Principal, offer_id: str) -> Offer:
-    offer = session.get(Offer, (principal.tenant_id, offer_id))
-    if offer is None:
-        raise NotFoundError("offer", offer_id)
-    return offer
+    return _owned(session, principal, Offer, offer_id, "offer")
 
 
 def _apply_offer(session: Session, principal: Principal, offer: Offer, data: OfferFields) -> None:
@@ -186,10 +193,7 @@ def list_rules(
 
 
 def get_rule(session: Session, principal: Principal, rule_id: str) -> Rule:
-    rule = session.get(Rule, (principal.tenant_id, rule_id))
-    if rule is None:
-        raise NotFoundError("rule", rule_id)
-    return rule
+    return _owned(session, principal, Rule, rule_id, "rule")
 
 
 def _reference_problems(
@@ -273,10 +277,7 @@ def list_segments(session: Session, principal: Principal, page: PageRequest) -> 
 
 
 def get_segment(session: Session, principal: Principal, segment_id: str) -> Segment:
-    segment = session.get(Segment, (principal.tenant_id, segment_id))
-    if segment is None:
-        raise NotFoundError("segment", segment_id)
-    return segment
+    return _owned(session, principal, Segment, segment_id, "segment")
 
 
 def create_segment(session: Session, principal: Principal, data: SegmentCreate) -> Segment:

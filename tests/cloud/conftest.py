@@ -25,7 +25,7 @@ from cloud.db.engine import make_engine, make_sessionmaker
 from cloud.db.migrate import upgrade
 from cloud.services.auth import Role, bootstrap_api_key
 from cloud.settings import CloudSettings
-from tests.support.postgres import PostgresServer, find_pg_bin
+from tests.support.postgres import PostgresServer, running_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
 _names = itertools.count()
@@ -33,16 +33,8 @@ _names = itertools.count()
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (scripts/test.sh installs it)")
-    server = PostgresServer(bin_dir)
-    try:
-        server.init()
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from cloud.db.migrate import upgrade
 from cloud.services.auth import Role
 from cloud.settings import CloudSettings
 from tests.cloud.conftest import STORE, Api
-from tests.support.postgres import PostgresServer, find_pg_bin
+from tests.support.postgres import PostgresServer, running_postgres
 
 
 def test_health_and_readiness(api: Api) -> None:
@@ -68,16 +68,8 @@ def test_a_dead_database_is_503_json(backend: str, tmp_path: Path) -> None:
 @pytest.fixture
 def own_postgres() -> Any:
     """A PostgreSQL server of this test's own, to stop and start under a running app."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed")
-    server = PostgresServer(bin_dir)
-    try:
-        server.init()
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 def test_postgres_going_down_and_coming_back(own_postgres: PostgresServer) -> None:
