@@ -8,10 +8,13 @@ PostgreSQL (``postgresql://…`` is served by psycopg 3).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .bus import BusSettings
 
 
 class CloudSettings(BaseSettings):
@@ -33,8 +36,40 @@ class CloudSettings(BaseSettings):
     #: a stock upload larger than this is refused whole (an ERP sends one store at a time)
     stock_max_rows: Annotated[int, Field(ge=1)] = 200_000
 
-    # the broker the rulesets will be published to (not used by this slice yet)
+    #: the key of the per-store tokens (at least 16 bytes); unset, one is made on first
+    #: use and kept in the database, so every worker shares it
+    token_secret: Annotated[SecretStr, Field(min_length=16)] | None = None
+    #: the Eddystone-EID rotation exponent K handed to new installs (EIDs turn every 2**K s)
+    eid_rotation_exponent: Annotated[int, Field(ge=0, le=15)] = 10
+    #: how long an opt-out or erasure is relayed to gateways as a revoked token
+    revocation_relay_s: Annotated[float, Field(gt=0)] = 3600.0
+    #: offers of one campaign one person may be sent per local day, across all stores
+    cap_per_person_per_day: Annotated[int | None, Field(ge=1)] = 3
+    #: offers of one campaign one person may ever be sent (None: no lifetime cap)
+    cap_per_person_lifetime: Annotated[int | None, Field(ge=1)] = None
+    #: a webhook push provider that has not answered by then counts as failed
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=30)] = 5.0
+
+    # the broker: rulesets and offers out, gateway traffic in
+    mqtt_client_id: str = "nahfeld-cloud"
     mqtt_host: str = "localhost"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
     mqtt_username: str | None = "nahfeld-cloud"
     mqtt_password: SecretStr | None = None
+    #: a CA to verify the broker's TLS certificate with; unset: plain MQTT
+    mqtt_ca_file: Path | None = None
+
+    def bus(self, client_id: str) -> BusSettings:
+        """One MQTT session's settings; each worker's client id must stay the same across
+        restarts, so the broker keeps its unacknowledged messages for it."""
+        return BusSettings(
+            host=self.mqtt_host,
+            port=self.mqtt_port,
+            username=self.mqtt_username,
+            password=self.mqtt_password.get_secret_value() if self.mqtt_password else None,
+            ca_file=self.mqtt_ca_file,
+            client_id=client_id,
+        )
+
+    def secret_bytes(self) -> bytes | None:
+        return self.token_secret.get_secret_value().encode() if self.token_secret else None

@@ -19,7 +19,8 @@ from ..services.changes import RulesetHook, install_ruleset_hook, store_ruleset_
 from ..settings import CloudSettings
 from .errors import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
-from .routes import campaigns, health, keys, rules, stock, stores
+from .routes import app as app_routes
+from .routes import campaigns, funnel, health, keys, rules, stock, stores
 
 API_PREFIX = "/v1"
 
@@ -27,7 +28,10 @@ DESCRIPTION = """\
 The Nahfeld rules service: stores, zones and gateways; campaigns, offers, rules,
 segments and stock. Authenticate with `Authorization: Bearer <API key>` (or `X-API-Key`).
 Roles: **viewer** reads; **marketer** also changes campaigns, offers, rules, segments and
-stock; **admin** also changes stores, zones, gateways and API keys.
+stock, and redeems offers; **admin** also changes stores, zones, gateways and API keys.
+
+The **app** endpoints are the phone app's: opting in (open) returns an app token, and
+everything under `/v1/app/me` takes `Authorization: Bearer <app token>` instead of a key.
 """
 
 
@@ -67,7 +71,7 @@ def create_app(
 
     install_error_handlers(app, metrics)
     app.include_router(health.router)
-    for module in (stores, campaigns, rules, stock, keys):
+    for module in (stores, campaigns, rules, stock, keys, funnel, app_routes):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

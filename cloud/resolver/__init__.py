@@ -2,6 +2,6 @@
 
 from .index import EidIndex
 from .table import EidResolverTable, Resolution
-from .tokens import store_token
+from .tokens import install_of_token, store_token
 
-__all__ = ["EidIndex", "EidResolverTable", "Resolution", "store_token"]
+__all__ = ["EidIndex", "EidResolverTable", "Resolution", "install_of_token", "store_token"]

@@ -3,7 +3,8 @@
 The sender is taken from the topic, which the broker's ACL vouches for, never
 from the payload: a gateway of one store asking "for" another store gets that
 refused and counted, not the other store's tokens. The table's windows are
-advanced by a scheduler, so the next window's EIDs exist before it begins.
+advanced by a scheduler, so the next window's EIDs exist before it begins, and
+kept in step with opt-ins and opt-outs by the same job.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ class ResolverWorker:
         service: ResolverService,
         bus_settings: BusSettings,
         clock: Callable[[], float] = time.time,
+        sync: Callable[[], tuple[int, int]] | None = None,
+        advance_every_s: float = ADVANCE_EVERY_S,
     ) -> None:
+        self.advance_every_s = advance_every_s
         self.service = service
+        self.sync = sync
         self.clock = clock
         self.refused: Counter[str] = Counter()
         self._table_lock = threading.Lock()  # advance and membership changes, not lookups
@@ -48,13 +53,17 @@ class ResolverWorker:
 
     def advance(self) -> None:
         with self._table_lock:
+            if self.sync is not None:
+                added, removed = self.sync()
+                if added or removed:
+                    log.info("resolver table: %d installs added, %d removed", added, removed)
             computed = self.service.table.advance(self.clock())
         if computed:
             log.info("resolver table advanced: %d EIDs computed", computed)
 
     def start(self) -> None:
         self.advance()  # the windows around now exist before the first request is taken
-        self._scheduler.add_job(self.advance, "interval", seconds=ADVANCE_EVERY_S)
+        self._scheduler.add_job(self.advance, "interval", seconds=self.advance_every_s)
         self._scheduler.start()
         self.bus.start()
 

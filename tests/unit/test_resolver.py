@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.resolver import EidIndex, EidResolverTable, store_token
+from cloud.resolver import EidIndex, EidResolverTable, install_of_token, store_token
 from cloud.resolver.index import NOT_FOUND
 from cloud.resolver.service import InstallProfile, ResolverService
 from gateway.ble.eid import eid_at
@@ -141,9 +141,23 @@ def test_store_tokens_are_stable_per_store_and_unlinkable_across_stores() -> Non
     assert token == store_token(secret, "berlin-1", "install-42")
     assert token != store_token(secret, "hamburg-1", "install-42")
     assert token != store_token(b"t" * 32, "berlin-1", "install-42")
-    assert "install" not in token and len(token) == 24
+    assert "install" not in token and len(token) <= 128  # the contract's token limit
     with pytest.raises(ValueError, match="16 bytes"):
         store_token(b"short", "berlin-1", "install-42")
+
+
+def test_only_the_cloud_turns_a_token_back_into_its_install_and_only_for_its_store() -> None:
+    secret = b"s" * 32
+    token = store_token(secret, "berlin-1", "install-42")
+    assert install_of_token(secret, "berlin-1", token) == "install-42"
+    assert install_of_token(secret, "hamburg-1", token) is None  # replayed in another store
+    assert install_of_token(b"t" * 32, "berlin-1", token) is None
+    tampered = ("A" if token[0] != "A" else "B") + token[1:]
+    assert install_of_token(secret, "berlin-1", tampered) is None
+    for junk in ("", "!!!", "a", "=" * 8, "x" * 200):
+        assert install_of_token(secret, "berlin-1", junk) is None
+    longest = store_token(secret, "berlin-1", "i" * 64)  # the longest install id there is
+    assert len(longest) <= 128
 
 
 class Directory:

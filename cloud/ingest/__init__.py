@@ -1,0 +1,1 @@
+"""Ingestion: gateways' offer decisions in, final checks, budget, push, the funnel's rows."""
