@@ -75,12 +75,18 @@ class Ingestor:
 
     def _handle(self, message: OfferDecisionMessage) -> str:
         with self.sessions() as session:
-            delivery = self._recorded(session, message)
-            if delivery is None:
+            recorded = self._recorded(session, message)
+            if recorded is None:
                 return "unknown_store"
-            if delivery.suppressed_reason is not None or delivery.sent_at is not None:
-                return "duplicate"
+            delivery, fresh = recorded
+            if self._finished(delivery):
+                return (delivery.suppressed_reason or "sent") if fresh else "duplicate"
             if delivery.approved_at is None:
+                # a redelivery racing its first delivery's worker waits here, then sees its end
+                session.refresh(delivery, with_for_update=True)
+                if self._finished(delivery) or delivery.approved_at is not None:
+                    session.commit()
+                    return "duplicate"
                 reason = self._check_and_reserve(session, delivery)
                 if reason is not None:
                     return reason
@@ -88,11 +94,13 @@ class Ingestor:
 
     # ------------------------------------------------------------ 1. recorded
 
-    def _recorded(self, session: Session, message: OfferDecisionMessage) -> Delivery | None:
+    def _recorded(
+        self, session: Session, message: OfferDecisionMessage
+    ) -> tuple[Delivery, bool] | None:
+        """The event's row and whether this call made it; ``None``: no such store."""
         existing = self._by_event(session, message.event_id)
         if existing is not None:
-            self.outcomes["redelivered"] += 1
-            return existing
+            return existing, False
         store = session.get(Store, message.store)
         if store is None:
             log.warning("offer decision %s names unknown store %s", message.event_id, message.store)
@@ -128,8 +136,13 @@ class Ingestor:
             session.commit()
         except IntegrityError:  # another worker recorded the same event first
             session.rollback()
-            return self._by_event(session, message.event_id)
-        return delivery
+            raced = self._by_event(session, message.event_id)
+            return None if raced is None else (raced, False)
+        return delivery, True
+
+    @staticmethod
+    def _finished(delivery: Delivery) -> bool:
+        return delivery.sent_at is not None or delivery.suppressed_reason is not None
 
     @staticmethod
     def _by_event(session: Session, event_id: str) -> Delivery | None:

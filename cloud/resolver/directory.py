@@ -46,14 +46,14 @@ class DatabaseDirectory:
                 select(Install.id, Install.uid).where(
                     Install.id.in_(list(installs)), Install.revoked_at.is_(None)
                 )
-            ).tuples()
+            )
             uids = dict(active)
             segments: dict[int, list[str]] = {}
             for install, segment in session.execute(
                 select(SegmentMember.install_id, SegmentMember.segment_id)
                 .where(SegmentMember.install_id.in_(list(uids)))
                 .order_by(SegmentMember.segment_id)
-            ).tuples():
+            ):
                 segments.setdefault(install, []).append(segment)
         return {
             install: InstallProfile(uid, tuple(segments.get(install, ())))
@@ -100,7 +100,7 @@ class TableSync:
                 gone = gone.where(Revocation.revoked_at >= self._since)
             fresh = [
                 (install, key, exponent)
-                for install, key, exponent in session.execute(stmt).tuples()
+                for install, key, exponent in session.execute(stmt)
                 if key is not None and install not in self.table
             ]
             removed = [install for install in session.scalars(gone) if install in self.table]

@@ -38,7 +38,7 @@ def inbox(session: Session, install: Install, limit: int) -> list[InboxEntry]:
         .order_by(Delivery.sent_at.desc(), Delivery.id)
         .limit(limit)
     )
-    return [InboxEntry(delivery, offer) for delivery, offer in session.execute(stmt).tuples()]
+    return [InboxEntry(delivery, offer) for delivery, offer in session.execute(stmt)]
 
 
 def _sent_to(session: Session, install: Install, delivery_id: str) -> Delivery:
@@ -127,7 +127,7 @@ def funnel(
         select(Delivery.suppressed_reason, func.count())
         .where(*conditions, Delivery.suppressed_reason.is_not(None))
         .group_by(Delivery.suppressed_reason)
-    ).tuples()
+    )
     return FunnelCounts(
         triggered=totals[0],
         suppressed={str(reason): count for reason, count in sorted(by_reason)},
