@@ -42,12 +42,10 @@ class DatabaseDirectory:
         if not installs:
             return {}
         with self.sessions() as session:
-            active = session.execute(
-                select(Install.id, Install.uid).where(
-                    Install.id.in_(list(installs)), Install.revoked_at.is_(None)
-                )
+            active = select(Install.id, Install.uid).where(
+                Install.id.in_(list(installs)), Install.revoked_at.is_(None)
             )
-            uids = dict(active)
+            uids = {install: uid for install, uid in session.execute(active)}
             segments: dict[int, list[str]] = {}
             for install, segment in session.execute(
                 select(SegmentMember.install_id, SegmentMember.segment_id)
