@@ -31,6 +31,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .settings import CloudSettings
+    from .worker import build_worker
+
+    settings = CloudSettings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        worker = build_worker(settings, name=args.name)
+        worker.start()
+    except (ConnectionError, OSError) as exc:
+        print(f"nahfeld cloud worker: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    worker.stop()
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -108,6 +132,21 @@ def add_cloud_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--host", help="address to listen on (default: NAHFELD_CLOUD_HOST)")
     serve.add_argument("--port", type=int, help="port (default: NAHFELD_CLOUD_PORT)")
     serve.set_defaults(func=cmd_serve)
+
+    worker = cloud_sub.add_parser(
+        "worker",
+        help="resolve gateways' EIDs and ingest their offer decisions over MQTT",
+        description="Run the EID resolver and the event ingestion on the broker named by "
+        "NAHFELD_CLOUD_MQTT_*. Several workers share the load (shared subscriptions); with "
+        "more than one, use PostgreSQL.",
+    )
+    worker.add_argument(
+        "--name",
+        default="1",
+        help="this worker's name, unique and the same across restarts, so the broker keeps "
+        "what it had not acknowledged for it (default: 1)",
+    )
+    worker.set_defaults(func=cmd_worker)
 
     migrate = cloud_sub.add_parser(
         "migrate",

@@ -67,7 +67,7 @@ def build_worker(
         ),
         settings.bus(f"{settings.mqtt_client_id}-resolver-{name}"),
         clock,
-        sync=TableSync(sessions, table, clock),
+        sync=TableSync(sessions, table, clock, keep_revocations_s=settings.revocation_relay_s),
         advance_every_s=advance_every_s,
     )
     ingest = IngestWorker(settings.bus(f"{settings.mqtt_client_id}-ingest-{name}"))

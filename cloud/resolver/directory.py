@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db.models import Install, Revocation, SegmentMember
+from ..services.installs import purge_revocations
 from .service import InstallProfile
 from .table import EidResolverTable
 
@@ -79,10 +80,12 @@ class TableSync:
         sessions: sessionmaker[Session],
         table: EidResolverTable,
         clock: Callable[[], float] = time.time,
+        keep_revocations_s: float | None = None,
     ) -> None:
         self.sessions = sessions
         self.table = table
         self.clock = clock
+        self.keep_revocations_s = keep_revocations_s
         self._since: datetime | None = None
 
     def __call__(self) -> tuple[int, int]:
@@ -102,6 +105,8 @@ class TableSync:
                 if key is not None and install not in self.table
             ]
             removed = [install for install in session.scalars(gone) if install in self.table]
+            if self.keep_revocations_s is not None:  # relayed long enough: forget them
+                purge_revocations(session, started, self.keep_revocations_s)
         self.table.add_many(fresh)
         for install in removed:
             self.table.remove(install)

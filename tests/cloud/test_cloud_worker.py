@@ -3,8 +3,13 @@ offer decisions ingested through the shared subscription and pushed to the app."
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +172,29 @@ def test_two_workers_share_the_events_and_each_offer_goes_out_once(
         for worker in workers:
             worker.stop()
         app.close()
+
+
+def test_nahfeld_cloud_worker_runs_until_told_to_stop(
+    database_url: str, broker: Broker, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "NAHFELD_CLOUD_DATABASE_URL": database_url,
+        "NAHFELD_CLOUD_MQTT_PORT": str(broker.port),
+        "NAHFELD_CLOUD_MQTT_USERNAME": "",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "cloud", "worker", "--name", "cli"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+        try:
+            wait_until(lambda: b"cloud worker running" in log.read_bytes(), 30, "the worker")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+        finally:
+            process.kill()
