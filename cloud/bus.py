@@ -45,6 +45,9 @@ class BusSettings:
     client_id: str = "nahfeld-cloud"
     share_group: str = SHARE_GROUP
     keepalive_s: int = 30
+    #: how long the broker keeps an absent worker's session, queueing its share of the
+    #: traffic and what it had not acknowledged; 0 ends the session on disconnect
+    session_expiry_s: int = 3600
 
 
 @dataclass(slots=True)
@@ -91,7 +94,7 @@ class CloudBus:
         """Connect and subscribe; returns once the broker confirmed both. The session is
         persistent: unacknowledged messages survive a restart of the worker."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
+        props.SessionExpiryInterval = self.settings.session_expiry_s
         self.client.connect_async(
             self.settings.host,
             self.settings.port,

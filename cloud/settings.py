@@ -58,6 +58,10 @@ class CloudSettings(BaseSettings):
     mqtt_password: SecretStr | None = None
     #: a CA to verify the broker's TLS certificate with; unset: plain MQTT
     mqtt_ca_file: Path | None = None
+    #: how long the broker keeps a stopped worker's session: what it had not acknowledged
+    #: waits that long for it to come back under the same name (and so does its share of
+    #: new events, so retire a worker for good by running it once with 0)
+    mqtt_session_expiry_s: Annotated[int, Field(ge=0)] = 3600
 
     def bus(self, client_id: str) -> BusSettings:
         """One MQTT session's settings; each worker's client id must stay the same across
@@ -69,6 +73,7 @@ class CloudSettings(BaseSettings):
             password=self.mqtt_password.get_secret_value() if self.mqtt_password else None,
             ca_file=self.mqtt_ca_file,
             client_id=client_id,
+            session_expiry_s=self.mqtt_session_expiry_s,
         )
 
     def secret_bytes(self) -> bytes | None:
