@@ -32,7 +32,7 @@ from tests.support.mosquitto import Broker, Listener, wait_until
 from .conftest import STORE, Api
 from .test_app_api import app_headers, opt_in
 
-STORE_ID, GATEWAY = STORE["id"], "gw-1"
+STORE_ID, GATEWAY = str(STORE["id"]), "gw-1"
 RESOLVED = gateway_topic(STORE_ID, GATEWAY, "resolved")
 
 

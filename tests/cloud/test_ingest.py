@@ -22,7 +22,7 @@ from .conftest import STORE, Api
 from .test_app_api import app_headers, opt_in
 
 NOW = 1_795_000_000.0  # 2026-11-18 ~ 10:26 in Berlin: outside quiet hours set below
-STORE_ID = STORE["id"]
+STORE_ID = str(STORE["id"])
 
 
 @dataclass
