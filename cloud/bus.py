@@ -68,6 +68,8 @@ class CloudBus:
         self.handlers = dict(handlers)
         self.stats = BusStats()
         self.connected = threading.Event()
+        #: called on paho's thread after each successful (re)connection
+        self.on_connected: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -90,9 +92,10 @@ class CloudBus:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Connect and subscribe; returns once the broker confirmed both. The session is
-        persistent: unacknowledged messages survive a restart of the worker."""
+    def start(self, timeout_s: float | None = 10.0) -> None:
+        """Connect and subscribe; returns once the broker confirmed both (``timeout_s=None``:
+        at once, connecting in the background and retrying until it succeeds). The session
+        is persistent: unacknowledged messages survive a restart of the worker."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.session_expiry_s
         self.client.connect_async(
@@ -103,7 +106,7 @@ class CloudBus:
             properties=props,
         )
         self.client.loop_start()
-        if not self.connected.wait(timeout_s):
+        if timeout_s is not None and not self.connected.wait(timeout_s):
             self.stop()
             raise ConnectionError(
                 f"no MQTT connection to {self.settings.host}:{self.settings.port} "
@@ -132,6 +135,11 @@ class CloudBus:
             client.subscribe([(self.shared(topic), 1) for topic in self.handlers])
         else:
             self.connected.set()
+        for callback in self.on_connected:
+            try:
+                callback()
+            except Exception:
+                log.exception("a connection callback failed")
 
     def _on_subscribe(
         self,
@@ -200,9 +208,15 @@ class CloudBus:
         self, topic: str, message: Message, retain: bool = False, timeout_s: float | None = 5.0
     ) -> None:
         """Publish at QoS 1; with ``timeout_s``, wait for the broker's acknowledgement."""
-        info = self.client.publish(topic, encode(message), qos=1, retain=retain)
+        info = self.send(topic, encode(message), retain=retain)
         if timeout_s is not None:
             info.wait_for_publish(timeout_s)
             if not info.is_published():
                 raise TimeoutError(f"no acknowledgement for {topic} within {timeout_s:g} s")
+
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        """Hand a payload to paho at QoS 1 without waiting (an empty retained payload
+        withdraws the topic's retained message); counted as published."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         self.stats.published += 1
+        return info

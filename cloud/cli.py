@@ -27,7 +27,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     host = args.host or settings.host
     port = args.port or settings.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    app = create_app(settings, publish=settings.publish_rulesets)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
     return EXIT_OK
 
 

@@ -51,6 +51,8 @@ class CloudSettings(BaseSettings):
     webhook_timeout_s: Annotated[float, Field(gt=0, le=30)] = 5.0
 
     # the broker: rulesets and offers out, gateway traffic in
+    #: `nahfeld cloud serve` publishes each changed store's ruleset and stock, retained
+    publish_rulesets: bool = True
     mqtt_client_id: str = "nahfeld-cloud"
     mqtt_host: str = "localhost"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883

@@ -87,6 +87,7 @@ class Gateway:
         self.ruleset_cache = settings.data_dir / "ruleset.json"
         self.ruleset_received: float | None = None
         self.rejected_rulesets = 0
+        self.stale_rulesets = 0
         self._load_cached_ruleset()
         self.events_topic = gateway_topic(settings.store, settings.gateway, "events")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -206,12 +207,14 @@ class Gateway:
 
     # ------------------------------------------------------------ MQTT messages
 
-    def _from_paho(self, topic: str, message: Message) -> None:
+    def _from_paho(self, topic: str, message: Message | None) -> None:
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.on_message, topic, message)
 
-    def on_message(self, topic: str, message: Message) -> None:
-        if isinstance(message, ResolveResponse):
+    def on_message(self, topic: str, message: Message | None) -> None:
+        if message is None:
+            self._withdrawn(topic)
+        elif isinstance(message, ResolveResponse):
             self._learn(message)
         elif isinstance(message, Ruleset):
             self._apply_ruleset(message, persist=True)
@@ -229,7 +232,22 @@ class Gateway:
             self.users.pop(token, None)
             self.core.eids.forget_token(token)
 
+    def _withdrawn(self, topic: str) -> None:
+        """The cloud deleted the store: no rules, no stock, until a new ruleset arrives."""
+        if topic == store_topic(self.settings.store, "ruleset"):
+            self.engine = None
+            self.ruleset_cache.unlink(missing_ok=True)
+            log.warning("the store's ruleset was withdrawn; no offers until a new one arrives")
+        elif topic == store_topic(self.settings.store, "stock"):
+            self.stock = None
+
     def _apply_ruleset(self, ruleset: Ruleset, persist: bool) -> None:
+        current = self.engine.ruleset.version if self.engine is not None else 0
+        if ruleset.version < current:
+            # two API processes may publish out of order; the older one must not win
+            self.stale_rulesets += 1
+            log.info("ruleset v%s ignored: v%s is newer", ruleset.version, current)
+            return
         try:
             body = RulesetBody.model_validate(
                 {

@@ -39,7 +39,9 @@ from .settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, Message], None]
+#: called with the message, or with ``None`` when a retained message was withdrawn
+#: (an empty payload: the cloud deleted what the topic held)
+MessageHandler = Callable[[str, Message | None], None]
 
 
 @dataclass(slots=True)
@@ -223,12 +225,14 @@ class MqttLink:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        try:
-            message = parse_message(msg.topic, bytes(msg.payload))
-        except ContractError as exc:
-            self.stats.rejected[exc.reason] += 1
-            log.warning("rejected message on %s: %s", msg.topic, exc)
-            return
+        message: Message | None = None
+        if msg.payload:
+            try:
+                message = parse_message(msg.topic, bytes(msg.payload))
+            except ContractError as exc:
+                self.stats.rejected[exc.reason] += 1
+                log.warning("rejected message on %s: %s", msg.topic, exc)
+                return
         try:
             self.on_message(msg.topic, message)
         except Exception:

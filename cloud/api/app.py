@@ -8,14 +8,19 @@ database, without global state.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from ..bus import CloudBus
 from ..db.engine import make_engine, make_sessionmaker
-from ..services.changes import RulesetHook, install_ruleset_hook, store_ruleset_changed
+from ..publisher import StorePublisher
+from ..services.changes import StoreChangeHook, install_store_change_hook, log_store_change
 from ..settings import CloudSettings
 from .errors import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
@@ -39,8 +44,11 @@ def create_app(
     settings: CloudSettings | None = None,
     *,
     engine: Engine | None = None,
-    ruleset_hook: RulesetHook | None = None,
+    on_store_change: StoreChangeHook | None = None,
+    publish: bool = False,
 ) -> FastAPI:
+    """With ``publish``, changed stores' rulesets and stock are published to the broker
+    (:mod:`cloud.publisher`); otherwise changes go to ``on_store_change`` or the log."""
     settings = settings or CloudSettings()
     owns_engine = engine is None
     engine = engine or make_engine(
@@ -49,12 +57,18 @@ def create_app(
         echo=settings.database_echo,
     )
     sessions = make_sessionmaker(engine)
-    install_ruleset_hook(sessions, ruleset_hook or store_ruleset_changed)
+    publisher = _publisher(settings, sessions) if publish else None
+    hook = on_store_change or (publisher.notify if publisher else log_store_change)
+    install_store_change_hook(sessions, hook)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if publisher is not None:
+            publisher.start()  # connects in the background: the API serves without a broker
         yield
+        if publisher is not None:
+            publisher.stop()
         if owns_engine:
             engine.dispose()
 
@@ -68,6 +82,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.metrics = metrics
+    app.state.publisher = publisher
 
     install_error_handlers(app, metrics)
     app.include_router(health.router)
@@ -75,3 +90,11 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _publisher(settings: CloudSettings, sessions: sessionmaker[Session]) -> StorePublisher:
+    # one publisher per API process, so the client id names the process; nothing it
+    # publishes needs a session that outlives it
+    bus_settings = settings.bus(f"{settings.mqtt_client_id}-api-{os.getpid()}")
+    bus = CloudBus(replace(bus_settings, session_expiry_s=0), handlers={})
+    return StorePublisher(sessions, bus)

@@ -66,6 +66,7 @@ def create_store(session: Session, principal: Principal, data: StoreCreate) -> S
         opening_hours=data.opening_hours.model_dump(mode="json"),
     )
     session.add(store)
+    ruleset_changed(session, [store.id], bump=False)  # its gateways get an empty ruleset v1
     _commit_or_conflict(session, f"store {data.id!r}")
     return store
 
@@ -82,7 +83,9 @@ def update_store(session: Session, principal: Principal, store_id: str, data: St
 
 
 def delete_store(session: Session, principal: Principal, store_id: str) -> None:
-    session.delete(get_store(session, principal, store_id))
+    store = get_store(session, principal, store_id)
+    ruleset_changed(session, [store.id])  # announced, so the retained ruleset is withdrawn
+    session.delete(store)
     session.commit()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -91,27 +92,48 @@ def compile_ruleset(
     )
 
 
+_Row = TypeVar("_Row", models.Offer, models.Campaign)
+_CHUNK = 500  # store ids per query (SQLite's bound-parameter limit)
+
+
+def store_rulesets(session: Session, store_ids: Iterable[str]) -> dict[str, RulesetBody]:
+    """Compile many stores' rulesets with a handful of queries per 500 stores (a publisher
+    republishing the fleet must not pay four round trips a store). Unknown ids are left out."""
+    ids = sorted(set(store_ids))
+    compiled: dict[str, RulesetBody] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        stores = list(session.scalars(select(models.Store).where(models.Store.id.in_(chunk))))
+        rules = list(session.scalars(select(models.Rule).where(models.Rule.store_id.in_(chunk))))
+        zones = list(session.scalars(select(models.Zone).where(models.Zone.store_id.in_(chunk))))
+        offers = _rows_by_id(session, models.Offer, {rule.offer_id for rule in rules})
+        campaigns = _rows_by_id(session, models.Campaign, {offer.campaign_id for offer in offers})
+        by_store: dict[str, tuple[list[models.Zone], list[models.Rule]]] = {
+            store.id: ([], []) for store in stores
+        }
+        for zone in zones:
+            by_store[zone.store_id][0].append(zone)
+        for rule in rules:
+            by_store[rule.store_id][1].append(rule)
+        for store in stores:
+            store_zones, store_rules = by_store[store.id]
+            compiled[store.id] = compile_ruleset(store, store_zones, campaigns, offers, store_rules)
+    return compiled
+
+
+def _rows_by_id(session: Session, model: type[_Row], ids: set[str]) -> list[_Row]:
+    """Rows of ``model`` with these ids, of any tenant: :func:`compile_ruleset` keeps only
+    the store's tenant's."""
+    rows: list[_Row] = []
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), _CHUNK):
+        rows += session.scalars(select(model).where(model.id.in_(wanted[start : start + _CHUNK])))
+    return rows
+
+
 def store_ruleset(session: Session, store: models.Store) -> RulesetBody:
-    """Load what the store's ruleset depends on and compile it (for the API and publishers)."""
-    rules = list(session.scalars(select(models.Rule).where(models.Rule.store_id == store.id)))
-    offer_ids = {rule.offer_id for rule in rules}
-    offers = list(
-        session.scalars(
-            select(models.Offer).where(
-                models.Offer.tenant_id == store.tenant_id, models.Offer.id.in_(offer_ids)
-            )
-        )
-    )
-    campaigns = list(
-        session.scalars(
-            select(models.Campaign).where(
-                models.Campaign.tenant_id == store.tenant_id,
-                models.Campaign.id.in_({offer.campaign_id for offer in offers}),
-            )
-        )
-    )
-    zones = list(session.scalars(select(models.Zone).where(models.Zone.store_id == store.id)))
-    return compile_ruleset(store, zones, campaigns, offers, rules)
+    """Load what the store's ruleset depends on and compile it."""
+    return store_rulesets(session, [store.id])[store.id]
 
 
 def ruleset_for(session: Session, principal: Principal, store_id: str) -> RulesetBody:

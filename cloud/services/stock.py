@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Set
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select
@@ -21,6 +22,7 @@ from ..db.base import utcnow
 from ..db.models import StockLevel
 from ..schemas.stock import StockLine, StockResult, StockUpload
 from .auth import Principal
+from .changes import stock_changed
 from .errors import InvalidError, Problem
 from .fleet import get_store
 from .paging import PageRequest, PageResult, fetch_page
@@ -133,6 +135,7 @@ def upsert_stock(
                 )
             )
         removed = len(stale)
+    stock_changed(session, store.id)
     session.commit()
     return StockResult(store=store.id, upserted=len(rows), removed=removed)
 
@@ -143,3 +146,27 @@ def list_stock(
     store = get_store(session, principal, store_id)
     stmt = select(StockLevel).where(StockLevel.store_id == store.id).order_by(StockLevel.sku)
     return fetch_page(session, stmt, page)
+
+
+def stock_levels(
+    session: Session, skus_by_store: Mapping[str, Set[str]]
+) -> dict[str, dict[str, int]]:
+    """Each store's levels of the SKUs asked for (a SKU without a level is left out, which a
+    gateway reads as out of stock). A store's snapshot carries only what its rules depend on,
+    so it stays small however large the ERP's catalogue."""
+    levels: dict[str, dict[str, int]] = {store: {} for store in skus_by_store}
+    stores = sorted(store for store, skus in skus_by_store.items() if skus)
+    for start in range(0, len(stores), _BATCH):
+        chunk = stores[start : start + _BATCH]
+        skus = sorted(set().union(*(skus_by_store[store] for store in chunk)))
+        for sku_start in range(0, len(skus), _BATCH):
+            rows = session.execute(
+                select(StockLevel.store_id, StockLevel.sku, StockLevel.quantity).where(
+                    StockLevel.store_id.in_(chunk),
+                    StockLevel.sku.in_(skus[sku_start : sku_start + _BATCH]),
+                )
+            )
+            for store_id, sku, quantity in rows:
+                if sku in skus_by_store[store_id]:
+                    levels[store_id][sku] = quantity
+    return levels

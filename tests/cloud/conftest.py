@@ -24,6 +24,7 @@ from cloud.db.base import Base
 from cloud.db.engine import make_engine, make_sessionmaker
 from cloud.db.migrate import upgrade
 from cloud.services.auth import Role, bootstrap_api_key
+from cloud.services.changes import Change
 from cloud.settings import CloudSettings
 from tests.support.postgres import PostgresServer, running_postgres
 
@@ -109,24 +110,26 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @dataclass
-class HookCalls:
-    """What the ruleset-change hook was called with, in order."""
+class StoreChanges:
+    """What the store-change hook was called with, in order: stores whose ruleset changed,
+    stores whose stock changed."""
 
-    stores: list[str] = field(default_factory=list)
+    rulesets: list[str] = field(default_factory=list)
+    stock: list[str] = field(default_factory=list)
 
-    def __call__(self, store_id: str) -> None:
-        self.stores.append(store_id)
-
-
-@pytest.fixture
-def ruleset_hook() -> HookCalls:
-    return HookCalls()
+    def __call__(self, store_id: str, change: Change) -> None:
+        (self.rulesets if change == "ruleset" else self.stock).append(store_id)
 
 
 @pytest.fixture
-def client(database_url: str, engine: Engine, ruleset_hook: HookCalls) -> Iterator[TestClient]:
+def store_changes() -> StoreChanges:
+    return StoreChanges()
+
+
+@pytest.fixture
+def client(database_url: str, engine: Engine, store_changes: StoreChanges) -> Iterator[TestClient]:
     app = create_app(
-        CloudSettings(database_url=database_url), engine=engine, ruleset_hook=ruleset_hook
+        CloudSettings(database_url=database_url), engine=engine, on_store_change=store_changes
     )
     with TestClient(app) as test_client:
         yield test_client
@@ -166,6 +169,11 @@ class Api:
 
 @pytest.fixture
 def api(client: TestClient, engine: Engine) -> Api:
+    return api_with_keys(client, engine)
+
+
+def api_with_keys(client: TestClient, engine: Engine) -> Api:
+    """Keys for every role of "acme" and an admin of "rival", for this client's app."""
     keys: dict[str, str] = {}
     with make_sessionmaker(engine)() as session:
         for role in Role:

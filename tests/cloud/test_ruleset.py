@@ -11,7 +11,7 @@ from gateway.contract import Ruleset, encode, parse_message, store_topic
 from gateway.offers.engine import OfferEngine, UserContext
 from gateway.offers.rules import RulesetBody
 from gateway.presence.events import PresenceEvent
-from tests.cloud.conftest import STORE, Api, HookCalls, rule_body
+from tests.cloud.conftest import STORE, Api, StoreChanges, rule_body
 
 SID = STORE["id"]
 
@@ -124,7 +124,7 @@ def _version(api: Api) -> int:
 
 
 def test_version_increases_on_every_change_that_affects_the_store(
-    api: Api, store: dict[str, Any], ruleset_hook: HookCalls
+    api: Api, store: dict[str, Any], store_changes: StoreChanges
 ) -> None:
     start = _version(api)
     api.ok(api.post("marketer", "/v1/rules", json=rule_body()), 201)
@@ -152,13 +152,14 @@ def test_version_increases_on_every_change_that_affects_the_store(
         now = _version(api)
         assert now > last, (method, path)
         last = now
-    assert ruleset_hook.stores == [SID] * 7
+    assert store_changes.rulesets == [SID] * 8  # created (version 1), then 7 changes
 
 
 def test_changes_that_do_not_affect_the_ruleset_keep_the_version(
-    api: Api, store: dict[str, Any], ruleset_hook: HookCalls
+    api: Api, store: dict[str, Any], store_changes: StoreChanges
 ) -> None:
     start = _version(api)
+    announced = list(store_changes.rulesets)
     api.ok(api.post("marketer", "/v1/segments", json={"id": "students"}), 201)
     api.ok(api.post("admin", f"/v1/stores/{SID}/zones", json={"id": "bakery"}), 201)
     api.ok(api.put("marketer", f"/v1/stores/{SID}/stock", json={"items": []}))
@@ -166,14 +167,15 @@ def test_changes_that_do_not_affect_the_ruleset_keep_the_version(
     bad = rule_body(trigger={"type": "enter", "zones": ["nowhere"]})
     assert api.post("marketer", "/v1/rules", json=bad).status_code == 422
     assert _version(api) == start
-    assert ruleset_hook.stores == []
+    assert store_changes.rulesets == announced
+    assert store_changes.stock == [SID]  # stock is published on its own topic
 
 
 def test_other_stores_keep_their_version(
-    api: Api, store: dict[str, Any], ruleset_hook: HookCalls
+    api: Api, store: dict[str, Any], store_changes: StoreChanges
 ) -> None:
     api.ok(api.post("admin", "/v1/stores", json={**STORE, "id": "hamburg"}), 201)
     before = int(api.ok(api.get("viewer", "/v1/stores/hamburg/ruleset"))["version"])
     api.ok(api.post("marketer", "/v1/rules", json=rule_body()), 201)
     assert int(api.ok(api.get("viewer", "/v1/stores/hamburg/ruleset"))["version"]) == before
-    assert ruleset_hook.stores == [SID]
+    assert store_changes.rulesets == [SID, "hamburg", SID]  # both created, then the rule

@@ -44,13 +44,13 @@ def queue_events(outbox: Outbox, numbers: range) -> None:
 
 
 @pytest.fixture
-def received() -> list[tuple[str, Message]]:
+def received() -> list[tuple[str, Message | None]]:
     return []
 
 
 @pytest.fixture
 def link_factory(
-    broker: Broker, tmp_path: Path, received: list[tuple[str, Message]]
+    broker: Broker, tmp_path: Path, received: list[tuple[str, Message | None]]
 ) -> Iterator[LinkFactory]:
     links: list[MqttLink] = []
 
@@ -159,7 +159,10 @@ def test_uplink_outage_loses_nothing_end_to_end(tmp_path: Path, broker: Broker) 
 
 
 def test_malformed_incoming_is_counted_and_dropped(
-    broker: Broker, link_factory: LinkFactory, tmp_path: Path, received: list[tuple[str, Message]]
+    broker: Broker,
+    link_factory: LinkFactory,
+    tmp_path: Path,
+    received: list[tuple[str, Message | None]],
 ) -> None:
     link: MqttLink = link_factory(Outbox(tmp_path / "o.db"))
     assert link.connected.wait(10)
@@ -179,6 +182,11 @@ def test_malformed_incoming_is_counted_and_dropped(
     wait_until(garbage_then_good, what="a good message after garbage")
     assert link.stats.rejected["not_json"] >= 1
     assert received[0] == (topic, good)
+    # an empty retained payload is the cloud withdrawing the topic: passed on, not refused
+    refused = sum(link.stats.rejected.values())
+    publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(2)
+    wait_until(lambda: (topic, None) in received, what="the withdrawal")
+    assert sum(link.stats.rejected.values()) == refused
     publisher.disconnect()
     publisher.loop_stop()
 

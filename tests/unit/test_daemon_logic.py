@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from gateway.ble.decode import decode_ad
 from gateway.ble.eid import eid_at
-from gateway.contract import ResolvedEid, ResolveResponse, Ruleset
+from gateway.contract import ResolvedEid, ResolveResponse, Ruleset, StockSnapshot, store_topic
 from gateway.daemon import Gateway
 from gateway.layout import parse_layout
 from gateway.metrics import GatewayCollector, serve_metrics
@@ -47,6 +47,10 @@ def ruleset(version: int, rules: list[dict[str, object]]) -> Ruleset:
             "rules": rules,
         }
     )
+
+
+def stock(levels: dict[str, int]) -> StockSnapshot:
+    return StockSnapshot(store="demo-store", ts=0.0, in_stock=levels)
 
 
 WELCOME: dict[str, object] = {
@@ -100,6 +104,28 @@ def test_ruleset_is_applied_cached_and_a_bad_one_refused(gateway: Gateway, tmp_p
     assert gateway.engine.ruleset.version == 1  # the previous one stays
     reborn = Gateway(gateway.settings, gateway.layout)  # a reboot without uplink
     assert reborn.engine is not None and reborn.engine.ruleset.version == 1
+
+
+def test_an_older_ruleset_never_replaces_a_newer_one(gateway: Gateway) -> None:
+    gateway.on_message("t", ruleset(3, [WELCOME]))
+    gateway.on_message("t", ruleset(2, []))  # published late by another API process
+    assert gateway.engine is not None and gateway.engine.ruleset.version == 3
+    assert gateway.engine.ruleset.rules[0].id == "w"
+    assert gateway.stale_rulesets == 1
+    gateway.on_message("t", ruleset(3, []))  # the same version again: a republish
+    assert gateway.engine.ruleset.version == 3 and gateway.engine.ruleset.rules == []
+
+
+def test_a_withdrawn_ruleset_and_stock_leave_no_rules(gateway: Gateway, tmp_path: Path) -> None:
+    gateway.on_message(store_topic("demo-store", "ruleset"), ruleset(7, [WELCOME]))
+    gateway.on_message(store_topic("demo-store", "stock"), stock({"LATTE": 3}))
+    gateway.on_message(store_topic("demo-store", "ruleset"), None)  # the store was deleted
+    gateway.on_message(store_topic("demo-store", "stock"), None)
+    assert gateway.engine is None and gateway.stock is None
+    assert not (tmp_path / "ruleset.json").exists()  # a reboot does not bring it back
+    # a store created again under the same id starts its versions at 1
+    gateway.on_message(store_topic("demo-store", "ruleset"), ruleset(1, [WELCOME]))
+    assert gateway.engine is not None and gateway.engine.ruleset.version == 1
 
 
 def test_enter_with_a_ruleset_queues_presence_and_offer(gateway: Gateway) -> None:
