@@ -81,6 +81,7 @@ class StorePublisher:
         self.stats = PublisherStats()
         self._pending: dict[str, set[Change]] = {}
         self._everything = False
+        self._busy = False
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -91,18 +92,24 @@ class StorePublisher:
     def notify(self, store_id: str, change: Change) -> None:
         with self._wake:
             self._pending.setdefault(store_id, set()).add(change)
-            self._wake.notify()
+            self._wake.notify_all()
 
     def publish_everything(self) -> None:
         """Republish every store (at each broker (re)connection)."""
         with self._wake:
             self._everything = True
-            self._wake.notify()
+            self._wake.notify_all()
 
     def idle(self) -> bool:
-        """Nothing noted that is not yet published."""
+        """Everything noted so far is published (acknowledged by the broker)."""
         with self._wake:
-            return not self._pending and not self._everything
+            return not (self._pending or self._everything or self._busy)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._wake:
+            return self._wake.wait_for(
+                lambda: not (self._pending or self._everything or self._busy), timeout_s
+            )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -116,7 +123,7 @@ class StorePublisher:
     def stop(self, timeout_s: float = 5.0) -> None:
         with self._wake:
             self._stopping = True
-            self._wake.notify()
+            self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
         self.bus.stop()
@@ -133,7 +140,7 @@ class StorePublisher:
                 if self._stopping:
                     return
                 batch, everything = self._pending, self._everything
-                self._pending, self._everything = {}, False
+                self._pending, self._everything, self._busy = {}, False, True
             try:
                 self.publish(batch, everything=everything)
             except Exception as exc:
@@ -143,7 +150,12 @@ class StorePublisher:
                     for store_id, changes in batch.items():
                         self._pending.setdefault(store_id, set()).update(changes)
                     self._everything |= everything
+                    self._busy = False
                     self._wake.wait(self.retry_s)
+            else:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
 
     # ------------------------------------------------------------ one round
 

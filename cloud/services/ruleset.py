@@ -19,7 +19,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.offers.rules import Audience, Caps, Rule, RulesetBody, Schedule, Trigger
+from gateway.offers.rules import Rule, RulesetBody
 
 from ..db import models
 from .auth import Principal
@@ -37,32 +37,38 @@ def _earlier(a: date | None, b: date | None) -> date | None:
 def compile_rule(
     rule: models.Rule, offer: models.Offer, campaign: models.Campaign, zones: set[str]
 ) -> Rule | None:
-    """The gateway's rule, or ``None`` when it cannot fire in this store."""
+    """The gateway's rule, or ``None`` when it cannot fire in this store.
+
+    Validated once, by the gateway's own model; narrowing the schedule to the
+    campaign's dates is a copy, its order checked here (a fleet-wide change
+    compiles thousands of rules, and validation is most of the cost)."""
     if not rule.enabled or campaign.status != "active":
         return None
-    trigger = Trigger.model_validate(rule.trigger)
-    if not set(trigger.zones) <= zones:
+    compiled = Rule.model_validate(
+        {
+            "id": rule.id,
+            "campaign": campaign.id,
+            "offer": offer.id,
+            "trigger": rule.trigger,
+            "audience": rule.audience,
+            "schedule": rule.schedule,
+            "caps": rule.caps,
+            "priority": campaign.priority,
+            "sku": offer.sku,
+            "ttl_s": rule.ttl_s,
+        }
+    )
+    if not set(compiled.trigger.zones) <= zones:
         return None
-    schedule = Schedule.model_validate(rule.schedule)
+    schedule = compiled.schedule
     start = _later(schedule.start_date, campaign.start_date)
     end = _earlier(schedule.end_date, campaign.end_date)
     if start and end and end < start:
         return None
-    narrowed = Schedule.model_validate(
-        {**schedule.model_dump(), "start_date": start, "end_date": end}
-    )
-    return Rule(
-        id=rule.id,
-        campaign=campaign.id,
-        offer=offer.id,
-        trigger=trigger,
-        audience=Audience.model_validate(rule.audience),
-        schedule=narrowed,
-        caps=Caps.model_validate(rule.caps),
-        priority=campaign.priority,
-        sku=offer.sku,
-        ttl_s=rule.ttl_s,
-    )
+    if (start, end) == (schedule.start_date, schedule.end_date):
+        return compiled
+    narrowed = schedule.model_copy(update={"start_date": start, "end_date": end})
+    return compiled.model_copy(update={"schedule": narrowed})
 
 
 def compile_ruleset(

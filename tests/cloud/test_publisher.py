@@ -145,7 +145,7 @@ def test_changes_while_the_broker_is_down_are_published_when_it_returns(
 ) -> None:
     api = publishing_api
     seeded(api)
-    wait_until(lambda: publisher(api).idle() and publisher(api).stats.rulesets > 0, 10, "published")
+    assert publisher(api).wait_idle(10) and publisher(api).stats.rulesets > 0
     broker.stop()
     # the broker lost its retained messages too (its persistence file is gone)
     for stale in broker.config.parent.glob("mosquitto.db*"):
@@ -179,7 +179,7 @@ def test_a_deleted_store_withdraws_its_retained_ruleset(
         )
     finally:
         gateway.close()
-    wait_until(publisher(api).idle, 10, "the publisher idle")
+    assert publisher(api).wait_idle(10)
     late = Listener(broker.port, [RULESET, STOCK, "marker"], "gw-2")
     try:
         # retained messages come right after the SUBACK, so before a marker sent later
