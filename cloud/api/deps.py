@@ -81,7 +81,7 @@ KeyAdmin = Annotated[Principal, Depends(access(Area.KEYS, write=True))]
 
 def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> PageRequest:
     return PageRequest(limit=limit, offset=offset)
 

@@ -16,7 +16,7 @@ from gateway.fields import Identifier, duplicates
 from gateway.offers.rules import Audience, Caps, Schedule, Trigger
 
 from ..db import models
-from .common import In, Out
+from .common import INT32_MAX, INT64_MAX, In, Out
 
 Name = Annotated[str, Field(max_length=200)]
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
@@ -39,8 +39,8 @@ class CampaignSchedule(In):
 class Budget(In):
     """Stop sending once either is spent; ``None``: no limit of that kind."""
 
-    redemptions: Annotated[int, Field(ge=1)] | None = None
-    euro_cents: Annotated[int, Field(ge=1)] | None = None
+    redemptions: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+    euro_cents: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
 
 
 class CampaignFields(In):
@@ -74,7 +74,7 @@ class OfferFields(In):
     image_url: HttpUrl | None = None
     sku: Sku | None = Field(default=None, description="offered only while the store has it")
     coupon_codes: Annotated[list[Sku], Field(max_length=10_000)] = Field(default_factory=list)
-    value_cents: Annotated[int, Field(ge=0)] | None = Field(
+    value_cents: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = Field(
         default=None, description="what one redemption costs the budget"
     )
 

@@ -9,14 +9,14 @@ from pydantic import Field, model_validator
 
 from gateway.fields import duplicates
 
-from .common import In, Out
+from .common import INT32_MAX, In, Out
 
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class StockLine(In):
     sku: Sku
-    quantity: Annotated[int, Field(ge=0)]
+    quantity: Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class StockUpload(In):

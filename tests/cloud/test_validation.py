@@ -111,3 +111,21 @@ def test_pagination_limits_are_validated(api: Api) -> None:
     assert loc == ["query", "limit"]
     [(loc, _)] = _problems(api.get("viewer", "/v1/campaigns", params={"offset": -1}))
     assert loc == ["query", "offset"]
+
+
+def test_numbers_beyond_what_the_database_holds(api: Api) -> None:
+    body = {"id": "huge", "budget": {"euro_cents": 2**63, "redemptions": 2**31}}
+    locs = {tuple(loc) for loc, _ in _problems(api.post("marketer", "/v1/campaigns", json=body))}
+    assert locs == {("body", "budget", "euro_cents"), ("body", "budget", "redemptions")}
+    [(loc, _)] = _problems(api.get("viewer", "/v1/campaigns", params={"offset": 2**63}))
+    assert loc == ["query", "offset"]
+
+
+def test_nul_characters_are_refused_wherever_they_hide(api: Api, store: dict[str, Any]) -> None:
+    [(loc, msg)] = _problems(
+        api.post("admin", "/v1/api-keys", json={"role": "viewer", "name": "a\x00"})
+    )
+    assert loc == ["body"] and "U+0000" in msg and "body.name" in msg
+    nested = rule_body(trigger={"type": "enter", "zones": ["coffee\x00"]})
+    [(loc, msg)] = _problems(api.post("marketer", "/v1/rules", json=nested))
+    assert "body.trigger.zones.0" in msg
