@@ -151,6 +151,17 @@ class SegmentOut(Out):
     description: str
 
 
+class SegmentMembers(In):
+    """The whole member list, as a CRM exports it: the apps' install ids."""
+
+    installs: list[Identifier] = Field(max_length=100_000)
+
+
+class SegmentMembersSet(Out):
+    segment: str
+    members: int
+
+
 def campaign_out(row: models.Campaign) -> CampaignOut:
     return CampaignOut(
         id=row.id,

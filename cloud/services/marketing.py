@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db.models import Campaign, Offer, Rule, Segment
+from ..db.models import Campaign, Install, Offer, Rule, Segment, SegmentMember
 from ..schemas.marketing import (
     CampaignCreate,
     CampaignFields,
@@ -26,12 +26,15 @@ from ..schemas.marketing import (
     RuleFields,
     SegmentCreate,
     SegmentFields,
+    SegmentMembers,
 )
 from .auth import Principal
 from .changes import ruleset_changed
 from .errors import ConflictError, InvalidError, NotFoundError, Problem
 from .fleet import find_store, zone_ids
 from .paging import PageRequest, PageResult, fetch_page
+
+_CHUNK = 500  # ids per IN (SQLite's bound-parameter limit)
 
 
 def _commit(session: Session, what: str) -> None:
@@ -309,3 +312,58 @@ def delete_segment(session: Session, principal: Principal, segment_id: str) -> N
         raise ConflictError(f"segment {segment_id!r} is used by rule(s) {', '.join(users)}")
     session.delete(segment)
     session.commit()
+
+
+def set_segment_members(
+    session: Session, principal: Principal, segment_id: str, data: SegmentMembers
+) -> int:
+    """Replace the segment's members (a CRM's nightly sync sends the whole list). Members
+    are the tenant's opted-in installs by their app install id; any other id is refused,
+    every one named, and nothing changes."""
+    segment = get_segment(session, principal, segment_id)
+    wanted = list(dict.fromkeys(data.installs))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        rows = session.execute(
+            select(Install.uid, Install.id).where(
+                Install.tenant_id == principal.tenant_id,
+                Install.revoked_at.is_(None),
+                Install.uid.in_(wanted[start : start + _CHUNK]),
+            )
+        )
+        found.update((uid, install) for uid, install in rows)
+    missing = [
+        Problem(("body", "installs", index), f"no opted-in install {uid!r}", "unknown_install")
+        for index, uid in enumerate(data.installs)
+        if uid not in found
+    ]
+    if missing:
+        raise InvalidError(missing[:20])
+    session.execute(
+        delete(SegmentMember).where(
+            SegmentMember.tenant_id == principal.tenant_id,
+            SegmentMember.segment_id == segment.id,
+        )
+    )
+    session.add_all(
+        SegmentMember(tenant_id=principal.tenant_id, segment_id=segment.id, install_id=install)
+        for install in found.values()
+    )
+    session.commit()
+    return len(found)
+
+
+def segment_members(
+    session: Session, principal: Principal, segment_id: str, page: PageRequest
+) -> PageResult[str]:
+    segment = get_segment(session, principal, segment_id)
+    stmt = (
+        select(Install.uid)
+        .join(SegmentMember, SegmentMember.install_id == Install.id)
+        .where(
+            SegmentMember.tenant_id == principal.tenant_id,
+            SegmentMember.segment_id == segment.id,
+        )
+        .order_by(Install.uid)
+    )
+    return fetch_page(session, stmt, page)

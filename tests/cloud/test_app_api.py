@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 
 from cloud.db.engine import make_sessionmaker
 from cloud.db.models import Consent, Install, PushChannelRow, Revocation
+from cloud.resolver.directory import DatabaseDirectory
 
 from .conftest import Api
 
@@ -126,3 +127,33 @@ def test_erasure_deletes_everything_about_the_install(api: Api, engine: Engine) 
         assert session.get(Revocation, "4f1c2a9e-phone-1") is not None  # relayed, then purged
     # the install id is free again: a fresh opt-in gets a new key
     assert opt_in(api)["identity_key"] != created["identity_key"]
+
+
+def test_segment_members_come_from_the_crm_and_reach_the_resolver(
+    api: Api, store: dict[str, Any], engine: Engine
+) -> None:
+    first, second = opt_in(api, "phone-1"), opt_in(api, "phone-2")
+    path = "/v1/segments/regulars/members"
+    # unknown, another tenant's or opted-out installs are refused, each named, nothing set
+    rival = api.client.post("/v1/apps/rival/installs", json=opt_in_body("phone-rival"))
+    assert rival.status_code == 201
+    assert api.client.post("/v1/app/me/opt-out", headers=app_headers(second)).is_success
+    refused = api.put("marketer", path, json={"installs": ["phone-1", "phone-rival", "phone-2"]})
+    assert refused.status_code == 422
+    assert [p["loc"] for p in refused.json()["detail"]] == [
+        ["body", "installs", 1],
+        ["body", "installs", 2],
+    ]
+    assert api.ok(api.get("viewer", path))["items"] == []
+
+    assert api.ok(api.put("marketer", path, json={"installs": ["phone-1"]}))["members"] == 1
+    assert api.ok(api.get("viewer", path))["items"] == ["phone-1"]
+    assert api.put("viewer", path, json={"installs": []}).status_code == 403
+    assert api.get("rival", path).status_code == 404
+
+    directory = DatabaseDirectory(make_sessionmaker(engine), relay_s=3600)
+    with make_sessionmaker(engine)() as session:
+        install = session.scalar(select(Install.id).where(Install.uid == "phone-1"))
+    assert install is not None
+    assert directory.profiles([install])[install].segments == ("regulars",)
+    assert first["offers_topic"].endswith("/apps/phone-1/offers")

@@ -15,6 +15,8 @@ from ...schemas.marketing import (
     RuleOut,
     SegmentCreate,
     SegmentFields,
+    SegmentMembers,
+    SegmentMembersSet,
     SegmentOut,
     rule_out,
 )
@@ -88,3 +90,22 @@ def update_segment(
 @router.delete("/segments/{segment_id}", tags=["segments"], status_code=status.HTTP_204_NO_CONTENT)
 def delete_segment(principal: MarketingWriter, session: SessionDep, segment_id: str) -> None:
     marketing.delete_segment(session, principal, segment_id)
+
+
+@router.put("/segments/{segment_id}/members", tags=["segments"])
+def set_segment_members(
+    principal: MarketingWriter, session: SessionDep, segment_id: str, body: SegmentMembers
+) -> SegmentMembersSet:
+    """Replace the members with these opted-in installs (by the app's install id)."""
+    count = marketing.set_segment_members(session, principal, segment_id, body)
+    return SegmentMembersSet(segment=segment_id, members=count)
+
+
+@router.get("/segments/{segment_id}/members", tags=["segments"])
+def list_segment_members(
+    principal: MarketingReader, session: SessionDep, segment_id: str, page: PageDep
+) -> Page[str]:
+    result = marketing.segment_members(session, principal, segment_id, page)
+    return Page[str](
+        items=result.items, total=result.total, limit=result.limit, offset=result.offset
+    )
