@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.contract import ContractError, Message, encode, parse_message
+from gateway.mqtt_session import MqttProtocol, connect_in_background, new_client
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,9 @@ class BusSettings:
     password: str | None = None
     ca_file: Path | None = None
     client_id: str = "nahfeld-cloud"
-    share_group: str = SHARE_GROUP
+    #: None: plain subscriptions (one worker only; for brokers without MQTT 5)
+    share_group: str | None = SHARE_GROUP
+    protocol: MqttProtocol = "5"
     keepalive_s: int = 30
     #: how long the broker keeps an absent worker's session, queueing its share of the
     #: traffic and what it had not acknowledged; 0 ends the session on disconnect
@@ -71,11 +72,8 @@ class CloudBus:
         #: called on paho's thread after each successful (re)connection
         self.on_connected: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
+        self.client = new_client(
+            settings.client_id, settings.protocol, persistent=True, manual_ack=True
         )
         if settings.username:
             self.client.username_pw_set(settings.username, settings.password)
@@ -88,6 +86,8 @@ class CloudBus:
         self.client.on_subscribe = self._on_subscribe
 
     def shared(self, topic_filter: str) -> str:
+        if self.settings.share_group is None:
+            return topic_filter
         return f"$share/{self.settings.share_group}/{topic_filter}"
 
     # ------------------------------------------------------------ lifecycle
@@ -96,14 +96,13 @@ class CloudBus:
         """Connect and subscribe; returns once the broker confirmed both (``timeout_s=None``:
         at once, connecting in the background and retrying until it succeeds). The session
         is persistent: unacknowledged messages survive a restart of the worker."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        self.client.connect_async(
+        connect_in_background(
+            self.client,
+            self.settings.protocol,
             self.settings.host,
             self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False,
-            properties=props,
+            keepalive_s=self.settings.keepalive_s,
+            session_expiry_s=self.settings.session_expiry_s,
         )
         self.client.loop_start()
         if timeout_s is not None and not self.connected.wait(timeout_s):

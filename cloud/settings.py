@@ -14,7 +14,9 @@ from typing import Annotated
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .bus import BusSettings
+from gateway.mqtt_session import MqttProtocol
+
+from .bus import SHARE_GROUP, BusSettings
 
 
 class CloudSettings(BaseSettings):
@@ -64,6 +66,9 @@ class CloudSettings(BaseSettings):
     #: waits that long for it to come back under the same name (and so does its share of
     #: new events, so retire a worker for good by running it once with 0)
     mqtt_session_expiry_s: Annotated[int, Field(ge=0)] = 3600
+    #: MQTT 5 in production; "3.1.1" for brokers that speak nothing newer (then workers
+    #: cannot share a subscription: run one)
+    mqtt_protocol: MqttProtocol = "5"
 
     def bus(self, client_id: str) -> BusSettings:
         """One MQTT session's settings; each worker's client id must stay the same across
@@ -76,6 +81,8 @@ class CloudSettings(BaseSettings):
             ca_file=self.mqtt_ca_file,
             client_id=client_id,
             session_expiry_s=self.mqtt_session_expiry_s,
+            protocol=self.mqtt_protocol,
+            share_group=SHARE_GROUP if self.mqtt_protocol == "5" else None,
         )
 
     def secret_bytes(self) -> bytes | None:

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -34,6 +32,7 @@ from .contract import (
     gateway_username,
     parse_message,
 )
+from .mqtt_session import connect_in_background, new_client
 from .outbox import Outbox
 from .settings import MqttSettings
 
@@ -52,6 +51,10 @@ class LinkStats:
     acked: int = 0
     received: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+
+
+#: the broker keeps a gateway's session (its subscriptions, what it missed) this long
+SESSION_EXPIRY_S = 24 * 3600
 
 
 class MqttLink:
@@ -104,11 +107,7 @@ class MqttLink:
 
     def _build_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=gateway_username(self.store, self.gateway),
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
+        client = new_client(gateway_username(self.store, self.gateway), s.protocol, persistent=True)
         if s.username:
             client.username_pw_set(
                 s.username, s.password.get_secret_value() if s.password else None
@@ -138,14 +137,13 @@ class MqttLink:
 
     def start(self) -> None:
         """Connect in the background (reconnecting until ``stop``) and start the flusher."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 24 * 3600  # persistent session across reconnects
-        self.client.connect_async(
+        connect_in_background(
+            self.client,
+            self.settings.protocol,
             self.settings.host,
             self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False,
-            properties=props,
+            keepalive_s=self.settings.keepalive_s,
+            session_expiry_s=SESSION_EXPIRY_S,
         )
         self.client.loop_start()
         self._flusher = threading.Thread(target=self._flush_loop, name="outbox-flush", daemon=True)

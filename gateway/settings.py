@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .fields import Identifier
+from .mqtt_session import MqttProtocol
 
 DEFAULT_CONFIG = Path("/etc/nahfeld/gateway.toml")
 CONFIG_ENV = "NAHFELD_GATEWAY_CONFIG"
@@ -42,6 +43,8 @@ class MqttSettings(_Section):
     reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = 20  # Mosquitto's receive maximum
+    #: MQTT 5 in production; "3.1.1" for brokers that speak nothing newer
+    protocol: MqttProtocol = "5"
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Self:
