@@ -567,8 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schemas.set_defaults(func=cmd_firmware_schemas)
     from cloud.cli import add_cloud_commands
+    from demo.cli import add_demo_commands
 
     add_cloud_commands(sub)
+    add_demo_commands(sub)
     return parser
 
 
