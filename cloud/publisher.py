@@ -13,7 +13,9 @@ Each (re)connection to the broker republishes every store: the broker may have
 lost its retained messages, and what changed while it was unreachable was only
 noted. A deleted store's retained ruleset and stock are withdrawn (an empty
 retained payload, MQTT's way of deleting one). The stock snapshot carries only
-the SKUs the store's rules depend on, so it stays small whatever the ERP sends.
+the SKUs the store's rules depend on, so it stays small whatever the ERP sends;
+it is published again after a stock upload, on reconnection, or when a new
+ruleset depends on other SKUs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from .services.ruleset import store_rulesets
 from .services.stock import stock_levels
 
 log = logging.getLogger(__name__)
+
+#: stores compiled and sent at a time
+CHUNK = 100
 
 
 @dataclass(slots=True)
@@ -80,6 +85,8 @@ class StorePublisher:
         self.clock = clock
         self.stats = PublisherStats()
         self._pending: dict[str, set[Change]] = {}
+        #: the SKUs each store's last published stock snapshot carried (this thread only)
+        self._published_skus: dict[str, frozenset[str]] = {}
         self._everything = False
         self._busy = False
         self._wake = threading.Condition()
@@ -161,46 +168,69 @@ class StorePublisher:
 
     def publish(self, batch: dict[str, set[Change]], *, everything: bool = False) -> None:
         """Compile and publish ``batch`` (and with ``everything``, every store), retained;
-        returns once the broker acknowledged all of it, raises if it did not."""
+        returns once the broker acknowledged all of it, raises if it did not. Stores go
+        in chunks, each sent as soon as it is compiled, so the broker and the network
+        work while the next chunk compiles."""
+        sent: list[tuple[str, mqtt.MQTTMessageInfo]] = []
+        stock_sent: dict[str, frozenset[str]] = {}
         with self.sessions() as session:
             if everything:
                 for store_id in session.scalars(select(Store.id)):
                     batch.setdefault(store_id, set()).update(("ruleset", "stock"))
-            bodies = store_rulesets(session, batch)
-            levels = stock_levels(
-                session,
-                {
-                    store_id: {rule.sku for rule in body.rules if rule.sku is not None}
-                    for store_id, body in bodies.items()
-                },
-            )
-        now = self.clock()
-        sent: list[tuple[str, mqtt.MQTTMessageInfo]] = []
-        for store_id in sorted(batch):
-            ruleset_topic, stock_topic = (
-                store_topic(store_id, "ruleset"),
-                store_topic(store_id, "stock"),
-            )
-            body = bodies.get(store_id)
-            if body is None:  # the store was deleted
-                sent += self._send([(ruleset_topic, b""), (stock_topic, b"")])
-                self.stats.withdrawn += 1
-                continue
-            if "ruleset" in batch[store_id]:
-                sent += self._send([(ruleset_topic, encode(ruleset_message(body, now)))])
-                self.stats.rulesets += 1
-            # always: a new ruleset may depend on other SKUs than the last one did
-            snapshot = StockSnapshot(store=store_id, ts=now.timestamp(), in_stock=levels[store_id])
-            sent += self._send([(stock_topic, encode(snapshot))])
-            self.stats.stock_snapshots += 1
+            stores = sorted(batch)
+            for start in range(0, len(stores), CHUNK):
+                chunk = {store_id: batch[store_id] for store_id in stores[start : start + CHUNK]}
+                sent += self._publish_chunk(session, chunk, stock_sent)
         for topic, info in sent:
             info.wait_for_publish(self.ack_timeout_s)
             if not info.is_published():
                 raise TimeoutError(
                     f"no acknowledgement for {topic} within {self.ack_timeout_s:g} s"
                 )
+        self._published_skus.update(stock_sent)  # only once the broker has them
         if batch:
             log.info("published %d store(s)", len(batch))
+
+    def _publish_chunk(
+        self,
+        session: Session,
+        chunk: dict[str, set[Change]],
+        stock_sent: dict[str, frozenset[str]],
+    ) -> list[tuple[str, mqtt.MQTTMessageInfo]]:
+        bodies = store_rulesets(session, chunk)
+        skus = {
+            store_id: frozenset(rule.sku for rule in body.rules if rule.sku is not None)
+            for store_id, body in bodies.items()
+        }
+        # a new ruleset that depends on the same SKUs needs no new stock snapshot
+        stale = {
+            store_id
+            for store_id, wanted in skus.items()
+            if "stock" in chunk[store_id] or self._published_skus.get(store_id) != wanted
+        }
+        levels = stock_levels(session, {store_id: skus[store_id] for store_id in stale})
+        now = self.clock()
+        sent: list[tuple[str, mqtt.MQTTMessageInfo]] = []
+        for store_id, changes in chunk.items():
+            ruleset_topic = store_topic(store_id, "ruleset")
+            stock_topic = store_topic(store_id, "stock")
+            body = bodies.get(store_id)
+            if body is None:  # the store was deleted
+                sent += self._send([(ruleset_topic, b""), (stock_topic, b"")])
+                self._published_skus.pop(store_id, None)
+                self.stats.withdrawn += 1
+                continue
+            if "ruleset" in changes:
+                sent += self._send([(ruleset_topic, encode(ruleset_message(body, now)))])
+                self.stats.rulesets += 1
+            if store_id in stale:
+                snapshot = StockSnapshot(
+                    store=store_id, ts=now.timestamp(), in_stock=levels[store_id]
+                )
+                sent += self._send([(stock_topic, encode(snapshot))])
+                stock_sent[store_id] = skus[store_id]
+                self.stats.stock_snapshots += 1
+        return sent
 
     def _send(
         self, messages: Iterable[tuple[str, bytes]]
