@@ -39,7 +39,14 @@ from cloud.services.auth import Role, bootstrap_api_key
 from cloud.settings import CloudSettings
 from cloud.worker import build_worker
 from gateway.ble.decode import Decoded, decode_ad
-from gateway.contract import ROOT, ContractError, OfferPush, PresenceEventMessage, parse_message
+from gateway.contract import (
+    ROOT,
+    ContractError,
+    OfferPush,
+    PresenceEventMessage,
+    parse_message,
+    store_topic,
+)
 from gateway.daemon import Gateway
 from gateway.layout import StoreLayout, load_layout
 from gateway.mqtt_session import MqttProtocol, new_client
@@ -137,6 +144,7 @@ class Demo:
     def _broker(self) -> Iterator[tuple[str, int, MqttProtocol]]:
         if self.options.broker:
             host, _, port = self.options.broker.rpartition(":")
+            self._withdraw_retained(host or "127.0.0.1", int(port))
             yield host or "127.0.0.1", int(port), "5"
             return
         broker = EmbeddedBroker()
@@ -145,6 +153,18 @@ class Demo:
             yield broker.host, broker.port, "3.1.1"
         finally:
             broker.stop()
+
+    def _withdraw_retained(self, host: str, port: int) -> None:
+        """A broker kept from an earlier run holds that run's ruleset, at a version this
+        run's new database will only reach later: start the store's topics afresh."""
+        client = new_client("demo-reset", "5", persistent=False)
+        client.connect(host, port)
+        client.loop_start()
+        for channel in ("ruleset", "stock"):
+            topic = store_topic(self.layout.store, channel)
+            client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
 
     @contextmanager
     def _api(self, settings: CloudSettings) -> Iterator[str]:
@@ -196,7 +216,7 @@ class Demo:
             stack.callback(worker.stop)
             self._start_apps(http, admin_key, host, port, protocol)
             stack.callback(self._close_apps)
-            self._start_gateways(work, host, port, protocol)
+            self._make_gateways(work, host, port, protocol)
             stack.callback(self._stop_gateways)
             board = PresenceBoard(host, port, protocol)
             stack.callback(board.close)
@@ -249,7 +269,9 @@ class Demo:
         for app in self.apps:
             app.close()
 
-    def _start_gateways(self, work: Path, host: str, port: int, protocol: MqttProtocol) -> None:
+    def _make_gateways(self, work: Path, host: str, port: int, protocol: MqttProtocol) -> None:
+        """The gateways, not yet connected: their link starts once the event loop their
+        MQTT messages are handed to runs (see :meth:`_play`)."""
         for spec in self.layout.gateways:
             settings = GatewaySettings(
                 store=self.layout.store,
@@ -259,9 +281,7 @@ class Demo:
                 mqtt=MqttSettings(host=host, port=port, protocol=protocol),
                 flush_s=0.1,
             )
-            gateway = Gateway(settings, self.layout, version="demo")
-            gateway.link.start()
-            self.gateways[spec.id] = gateway
+            self.gateways[spec.id] = Gateway(settings, self.layout, version="demo")
 
     def _stop_gateways(self) -> None:
         for gateway in self.gateways.values():
@@ -287,7 +307,11 @@ class Demo:
         loop = asyncio.get_running_loop()
         for gateway in self.gateways.values():
             gateway.loop = loop
-        await self._until(lambda: all(g.engine is not None for g in self.gateways.values()), 15)
+            gateway.link.start()
+        if not await self._until(
+            lambda: all(g.engine is not None for g in self.gateways.values()), 15
+        ):
+            raise RuntimeError("the gateways got no ruleset from the cloud within 15 s")
         jobs = [asyncio.create_task(self._every(RESOLVE_EVERY_S, self._resolve))]
         jobs.append(asyncio.create_task(self._every(1.0, self._housekeeping)))
         live = Live(self._view(board), console=self.console, refresh_per_second=2)
