@@ -3,12 +3,17 @@ and offers out.
 
 Several cloud workers run side by side: each subscribes to the gateway topics as
 ``$share/{group}/…``, so the broker hands every message to exactly one of them.
-A message is acknowledged only after its handler returned (paho's manual
-acknowledgement): a worker killed mid-way leaves it unacknowledged, and the
-broker delivers it again, to this worker's next session or another worker's.
-Handlers must therefore be idempotent (events carry an id for that). Payloads
-are parsed with the shared contract; a refused one is counted by reason,
-logged once per reason, acknowledged (it will not get better) and dropped.
+Payloads are parsed on paho's network thread with the shared contract (a
+refused one is counted by reason, logged once per reason, acknowledged — it
+will not get better — and dropped); handlers run one at a time on a thread of
+their own, so they may wait for the broker (an offer's push waits for its
+PUBACK before it counts as sent). A message is acknowledged only after its
+handler returned (paho's manual acknowledgement): a worker killed mid-way
+leaves it unacknowledged, and the broker delivers it again, to this worker's
+next session or another worker's. Handlers must therefore be idempotent
+(events carry an id for that). A handler that fails (the database is down,
+say) leaves its message unacknowledged, to be tried again after a pause that
+grows while failures go on (MQTT would redeliver it only to a new session).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +63,8 @@ class BusStats:
     handled: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     handler_errors: int = 0
+    #: messages handled on a later attempt, after their handler had failed
+    retried: int = 0
     connects: int = 0
     published: int = 0
 
@@ -72,6 +80,12 @@ class CloudBus:
         #: called on paho's thread after each successful (re)connection
         self.on_connected: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._fresh: deque[tuple[mqtt.MQTTMessage, Message]] = deque()
+        self._failed: list[tuple[mqtt.MQTTMessage, Message]] = []
+        self._retry_at = 0.0
+        self._stopping = False
+        self._handling: threading.Thread | None = None
         self.client = new_client(
             settings.client_id, settings.protocol, persistent=True, manual_ack=True
         )
@@ -105,6 +119,11 @@ class CloudBus:
             session_expiry_s=self.settings.session_expiry_s,
         )
         self.client.loop_start()
+        self._stopping = False
+        self._handling = threading.Thread(
+            target=self._handle_loop, name="bus-handlers", daemon=True
+        )
+        self._handling.start()
         if timeout_s is not None and not self.connected.wait(timeout_s):
             self.stop()
             raise ConnectionError(
@@ -113,6 +132,15 @@ class CloudBus:
             )
 
     def stop(self) -> None:
+        """Disconnect; what is still unacknowledged waits in the broker's session."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._handling is not None:
+            self._handling.join(10)
+        with self._lock:  # unacknowledged: the broker's session keeps them
+            self._fresh.clear()
+            self._failed.clear()
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
@@ -185,21 +213,63 @@ class CloudBus:
                 log.warning("refused a message on %s: %s (counted from now on)", msg.topic, exc)
             client.ack(msg.mid, msg.qos)
             return
-        handler = self._handler_for(msg.topic)
-        if handler is None:
+        if self._handler_for(msg.topic) is None:
             client.ack(msg.mid, msg.qos)
             return
+        with self._lock:
+            self._fresh.append((msg, message))
+            self._wake.notify_all()
+
+    def _handle_loop(self, first_pause_s: float = 0.5, max_pause_s: float = 15.0) -> None:
+        """Run handlers in arrival order; failed messages again, oldest first, once their
+        pause is over (doubling while they keep failing)."""
+        pause = first_pause_s
+        while True:
+            with self._lock:
+                while not self._stopping:
+                    retry_due = bool(self._failed) and time.monotonic() >= self._retry_at
+                    if retry_due or self._fresh:
+                        break
+                    timeout = self._retry_at - time.monotonic() if self._failed else None
+                    self._wake.wait(timeout)
+                if self._stopping:
+                    return
+                if self._failed and time.monotonic() >= self._retry_at:
+                    batch, self._failed, retrying = self._failed, [], True
+                else:
+                    batch, retrying = [self._fresh.popleft()], False
+            for n, (msg, message) in enumerate(batch):
+                if self._run_handler(msg, message, retrying):
+                    continue
+                with self._lock:
+                    if retrying:
+                        pause = min(pause * 2, max_pause_s)
+                    elif not self._failed:
+                        pause = first_pause_s
+                    self._failed[:0] = batch[n:]
+                    self._retry_at = time.monotonic() + pause
+                break
+
+    def _run_handler(self, msg: mqtt.MQTTMessage, message: Message, retrying: bool) -> bool:
+        handler = self._handler_for(msg.topic)
+        assert handler is not None
         try:
             handler(msg.topic, message)
-        except Exception:
-            # not acknowledged: the broker delivers it again after the next reconnect
-            self.stats.handler_errors += 1
-            log.exception(
-                "handling a %s on %s failed; left unacknowledged", message.kind, msg.topic
-            )
-            return
+        except Exception as exc:
+            if retrying:
+                log.warning("handling a %s failed again: %s", message.kind, exc)
+            else:
+                self.stats.handler_errors += 1
+                log.exception(
+                    "handling a %s on %s failed; unacknowledged, to be retried",
+                    message.kind,
+                    msg.topic,
+                )
+            return False
         self.stats.handled += 1
-        client.ack(msg.mid, msg.qos)
+        self.stats.retried += retrying
+        self.client.ack(msg.mid, msg.qos)
+        return True
 
     # ------------------------------------------------------------ outbound
 

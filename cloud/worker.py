@@ -73,8 +73,8 @@ def build_worker(
     ingest = IngestWorker(settings.bus(f"{settings.mqtt_client_id}-ingest-{name}"))
     push = PushRouter(
         {
-            # on the bus's network thread: queue at QoS 1, never wait for the broker there
-            "mqtt": MqttPush(lambda topic, offer: ingest.bus.publish(topic, offer, timeout_s=None)),
+            # on the bus's handler thread: an offer counts as sent once the broker has it
+            "mqtt": MqttPush(lambda topic, offer: ingest.bus.publish(topic, offer, timeout_s=5.0)),
             "webhook": WebhookPush(settings.webhook_timeout_s, clock),
         }
     )

@@ -32,17 +32,19 @@ def event(n: int) -> PresenceEventMessage:
 
 
 class Recorder:
-    """A handler that records event ids, optionally failing the first time it sees one."""
+    """A handler that records event ids, optionally failing the first time it sees one,
+    or failing everything while ``down`` is set."""
 
     def __init__(self, fail_once: set[str] | None = None) -> None:
         self.seen: list[str] = []
         self.fail_once = set(fail_once or ())
+        self.down = threading.Event()
         self.lock = threading.Lock()
 
     def __call__(self, topic: str, message: Message) -> None:
         assert isinstance(message, PresenceEventMessage)
         with self.lock:
-            if message.event_id in self.fail_once:
+            if message.event_id in self.fail_once or self.down.is_set():
                 self.fail_once.discard(message.event_id)
                 raise RuntimeError("database unavailable")
             self.seen.append(message.event_id)
@@ -107,19 +109,32 @@ def test_a_malformed_message_is_counted_and_the_worker_carries_on(
     assert bus.stats.rejected == Counter({"not_json": 1, "invalid": 1})
 
 
-def test_a_message_whose_handler_failed_is_delivered_again(
+def test_a_message_whose_handler_failed_is_retried_until_it_succeeds(
     gateway_client: mqtt.Client, make_bus: Callable[[str, Recorder], CloudBus]
 ) -> None:
     flaky = Recorder(fail_once={event(2).event_id})
     bus = make_bus("worker-1", flaky)
     for n in range(1, 4):
         publish(gateway_client, encode(event(n)))
-    wait_until(lambda: bus.stats.handler_errors == 1 and len(flaky.seen) == 2, 10, "one failure")
-    assert event(2).event_id not in flaky.seen
-    bus.stop()  # the worker restarts (or dies): its session keeps the unacknowledged message
+    wait_until(lambda: len(flaky.seen) == 3, 10, "all three, the failed one on a retry")
+    assert flaky.seen[-1] == event(2).event_id
+    assert (bus.stats.handler_errors, bus.stats.retried, bus.stats.handled) == (1, 1, 3)
+
+
+def test_what_failed_until_the_worker_stopped_is_delivered_to_its_next_session(
+    gateway_client: mqtt.Client, make_bus: Callable[[str, Recorder], CloudBus]
+) -> None:
+    broken = Recorder()
+    bus = make_bus("worker-1", broken)
+    broken.down.set()  # the database is down ...
+    for n in range(1, 4):
+        publish(gateway_client, encode(event(n)))
+    wait_until(lambda: bus.stats.handler_errors >= 3, 10, "three failures")
+    bus.stop()  # ... and the worker stops (or dies): its session keeps the unacknowledged
+    broken.down.clear()
     bus.start()
-    wait_until(lambda: event(2).event_id in flaky.seen, 10, "the failed event, delivered again")
-    assert sorted(flaky.seen) == [event(n).event_id for n in range(1, 4)]
+    wait_until(lambda: len(broken.seen) == 3, 10, "the failed events, delivered again")
+    assert sorted(broken.seen) == [event(n).event_id for n in range(1, 4)]
 
 
 def test_a_retained_ruleset_reaches_a_gateway_that_connects_later(
