@@ -60,6 +60,10 @@ class EidCache:
             self._pending[eid] = None
         return None
 
+    def knows(self, eid: str) -> bool:
+        """Resolved already (no lookup, so nothing is queued for the resolver)."""
+        return eid in self._entries
+
     def learn(self, eid: str, match: EidMatch) -> None:
         """Store a resolver answer (including the next window's EID it sends ahead)."""
         self._entries[eid] = match
