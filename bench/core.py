@@ -138,8 +138,9 @@ def build_layout() -> StoreLayout:
     )
 
 
-def build_stream(profile: Profile, seed: int) -> Stream:
-    """Generate the records once; every measurement below replays this same list."""
+def build_stream(profile: Profile, seed: int, start: float = START) -> Stream:
+    """Generate the records once; every measurement below replays this same list. A
+    ``start`` near now keeps offers valid when the stream is fed in real time."""
     started = time.perf_counter_ns()
     layout = build_layout()
     app = max(1, profile.phones // 10)
@@ -149,7 +150,7 @@ def build_stream(profile: Profile, seed: int) -> Stream:
     sim = StoreSimulation(
         layout,
         identities,
-        start=START,
+        start=start,
         duration_s=profile.duration_s,
         anonymous_phones=anonymous,
         stranger_eid_phones=strangers,
