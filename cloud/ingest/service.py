@@ -49,6 +49,18 @@ def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _representable(ts: float | None) -> bool:
+    """The contract takes any float as a time: NaN, infinities and years outside 1-9999
+    are none a database can store."""
+    if ts is None:
+        return True
+    try:
+        _at(ts)
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
 class Ingestor:
     """Takes offer decisions to their end; ``outcomes`` counts how each one ended."""
 
@@ -68,8 +80,15 @@ class Ingestor:
         self.outcomes: Counter[str] = Counter()
 
     def handle(self, message: OfferDecisionMessage) -> str:
-        """The outcome: ``sent``, ``duplicate``, ``unknown_store`` or a suppression reason."""
-        outcome = self._handle(message)
+        """The outcome: ``sent``, ``duplicate``, ``unknown_store``, ``bad_time`` or a
+        suppression reason."""
+        if not (_representable(message.ts) and _representable(message.expires_at)):
+            # refused and counted, not raised: a raising handler leaves the message
+            # unacknowledged, and the broker would bring it back after every reconnect
+            log.warning("offer decision %s: times out of range, refused", message.event_id)
+            outcome = "bad_time"
+        else:
+            outcome = self._handle(message)
         self.outcomes[outcome] += 1
         return outcome
 
