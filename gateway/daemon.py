@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from .ble.eid import EidMatch
 from .ble.frames import EddystoneTlm
+from .clock import ClockStepDetector
 from .contract import (
     BeaconHealth,
     FleetReport,
@@ -88,6 +89,9 @@ class Gateway:
         self.ruleset_received: float | None = None
         self.rejected_rulesets = 0
         self.stale_rulesets = 0
+        self.clock_steps = ClockStepDetector()
+        self.wall_clock: Callable[[], float] = time.time
+        self.monotonic_clock: Callable[[], float] = time.monotonic
         self._load_cached_ruleset()
         self.events_topic = gateway_topic(settings.store, settings.gateway, "events")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -109,6 +113,7 @@ class Gateway:
     # ------------------------------------------------------------ adverts (loop thread)
 
     def on_advert(self, advert: Advert) -> None:
+        self._check_clock(self.wall_clock(), self.monotonic_clock())
         events = self.core.on_decoded(
             advert.unix, self.settings.gateway, advert.rssi, advert.decoded
         )
@@ -116,6 +121,19 @@ class Gateway:
             self._handle_events(events)
         if advert.decoded.frames and self.core.beacon_last_seen:
             self._note_beacon(advert)
+
+    def _check_clock(self, unix: float, monotonic: float) -> None:
+        """On a step of the wall clock, close every open presence (at the old time) and
+        start over on the new one; caps and budgets hold across it, as for any exit.
+        Checked before every advert and every second, on the machine's own clocks (not
+        the advert's time: a simulation feeds its own)."""
+        step = self.clock_steps.step(unix, monotonic)
+        if step is None:
+            return
+        log.warning("the wall clock stepped by %+.1f s: closing open presences", step)
+        events = self.core.flush()
+        if events:
+            self._handle_events(events)
 
     def _note_beacon(self, advert: Advert) -> None:
         """Tie a store beacon's TLM to its id through the sender address (kept on the gateway)."""
@@ -316,7 +334,8 @@ class Gateway:
         self.link.publish_now(topic, encode(beat), qos=0)
 
     def housekeeping(self) -> None:
-        now = time.time()
+        now = self.wall_clock()
+        self._check_clock(now, self.monotonic_clock())
         self.core.eids.expire(now)
         events = self.core.advance(now)  # dwell thresholds and silent exits need no advert
         if events:

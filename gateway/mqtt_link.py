@@ -160,11 +160,18 @@ class MqttLink:
         self._wake.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Send what can be sent, publish ``offline``, disconnect."""
+        """Send what can be sent, wait for the broker's acknowledgements of what is in
+        flight (so a clean stop leaves no delivered row behind to send again), publish
+        ``offline``, disconnect."""
         self._stopping.set()
         self._wake.set()
         if self._flusher is not None:
             self._flusher.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and self.connected.is_set() and time.monotonic() < deadline:
+            self._wake.wait(0.05)  # set by each acknowledgement
+            self._wake.clear()
+            self._settle_acks()  # the flusher has ended: this thread settles now
         if self.connected.is_set():
             info = self.client.publish(self.state_topic, self._state("offline"), qos=1, retain=True)
             info.wait_for_publish(timeout=timeout_s)

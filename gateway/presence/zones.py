@@ -186,12 +186,15 @@ class PresenceTracker:
         return self._sweep(self._now)
 
     def flush(self) -> list[PresenceEvent]:
-        """Close everything as if time ran on past every timeout (end of a replay)."""
+        """Close everything as if time ran on past every timeout (end of a replay, or a
+        step of the wall clock); the tracker then starts afresh, from whatever time the
+        next observation brings."""
         horizon = (
             self._now + self.params.exit_timeout_s + max(self.params.dwell_thresholds_s, default=0)
         )
         events = self._sweep(horizon + 1.0)
         self._signals.clear()
+        self._now, self._next_due = float("-inf"), float("inf")
         return events
 
     def _sweep(self, now: float) -> list[PresenceEvent]:

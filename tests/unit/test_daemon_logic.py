@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import generate_latest
@@ -205,3 +207,49 @@ def test_fleet_health_reads_battery_from_tlm_and_flags_missing(tmp_path: Path) -
     assert health["door"].battery_mv == 2400
     assert health["shelf"].status == "missing"
     assert door not in report.model_dump_json()
+
+
+def enter_ids(messages: list[dict[str, object]]) -> set[object]:
+    return {m["event_id"] for m in messages if m.get("type") == "enter"}
+
+
+def test_a_wall_clock_step_closes_presences_and_caps_still_hold(gateway: Gateway) -> None:
+    """NTP steps the clock two hours ahead, then back: open presences are closed at the
+    old time and start over; the daily cap still allows one offer; nothing is lost."""
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+    wall, mono = [start], [1000.0]
+    gateway.wall_clock, gateway.monotonic_clock = (lambda: wall[0]), (lambda: mono[0])
+    capped = {**WELCOME, "caps": {"per_user_per_day": 1}}
+    gateway.on_message("t", ruleset(1, [capped]))
+
+    def walk(seconds: int) -> None:
+        """The phone stays at the door, its EID resolved; housekeeping every second."""
+        for _ in range(seconds):
+            eid = eid_at(KEY, 10, wall[0]).hex()
+            resolved = [ResolvedEid(eid=eid, token="tok-a", valid_until=wall[0] + 600)]
+            gateway.on_message(
+                "t",
+                ResolveResponse(
+                    request_id="req-00000001", store="demo-store", ts=wall[0], resolved=resolved
+                ),
+            )
+            gateway.on_advert(advert(wall[0]))
+            gateway.housekeeping()
+            wall[0] += 1
+            mono[0] += 1
+
+    walk(5)
+    wall[0] += 7200  # NTP: two hours ahead
+    walk(5)
+    wall[0] -= 7200  # and back
+    walk(5)
+    assert gateway.clock_steps.steps == 2
+    messages = [json.loads(r.payload) for r in gateway.outbox.pending(wall[0], 1000)]
+    presence = [m["type"] for m in messages if m["kind"] == "presence"]
+    assert presence == ["enter", "exit", "enter", "exit", "enter"]
+    decisions = [m for m in messages if m["kind"] == "offer_decision"]
+    sent = [m for m in decisions if m.get("offer") and m.get("suppressed") is None]
+    assert len(sent) == 1  # the cap: one a day, across both steps
+    entered = [m for m in decisions if m["trigger_event_id"] in enter_ids(messages)]
+    assert [m.get("suppressed") for m in entered] == [None, "daily_cap", "daily_cap"]
+    assert len({m["event_id"] for m in messages}) == len(messages)  # each event once
