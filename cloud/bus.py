@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, Message], None]
 SHARE_GROUP = "nahfeld-cloud"
+#: attempts at a message whose handler fails for a reason that is not an outage
+GIVE_UP_AFTER = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class BusStats:
     handler_errors: int = 0
     #: messages handled on a later attempt, after their handler had failed
     retried: int = 0
+    #: messages whose handler kept failing for a reason that is no outage: dropped
+    abandoned: int = 0
     connects: int = 0
     published: int = 0
 
@@ -72,8 +76,16 @@ class BusStats:
 class CloudBus:
     """One worker's MQTT session; ``handlers`` maps topic filters (unshared) to handlers."""
 
-    def __init__(self, settings: BusSettings, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        settings: BusSettings,
+        handlers: Mapping[str, Handler],
+        transient: Callable[[Exception], bool] = lambda exc: True,
+    ) -> None:
+        """``transient`` tells an outage that will pass (retried for as long as it lasts)
+        from a failure that will not (given up on after ``GIVE_UP_AFTER`` attempts)."""
         self.settings = settings
+        self.transient = transient
         self.handlers = dict(handlers)
         self.stats = BusStats()
         self.connected = threading.Event()
@@ -82,7 +94,8 @@ class CloudBus:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._fresh: deque[tuple[mqtt.MQTTMessage, Message]] = deque()
-        self._failed: list[tuple[mqtt.MQTTMessage, Message]] = []
+        #: (message, parsed, failures so far), oldest first
+        self._failed: list[tuple[mqtt.MQTTMessage, Message, int]] = []
         self._retry_at = 0.0
         self._stopping = False
         self._handling: threading.Thread | None = None
@@ -221,8 +234,8 @@ class CloudBus:
             self._wake.notify_all()
 
     def _handle_loop(self, first_pause_s: float = 0.5, max_pause_s: float = 15.0) -> None:
-        """Run handlers in arrival order; failed messages again, oldest first, once their
-        pause is over (doubling while they keep failing)."""
+        """Run handlers in arrival order; failed messages again, each on its own, once their
+        pause is over (doubling while failures go on)."""
         pause = first_pause_s
         while True:
             with self._lock:
@@ -234,42 +247,60 @@ class CloudBus:
                     self._wake.wait(timeout)
                 if self._stopping:
                     return
-                if self._failed and time.monotonic() >= self._retry_at:
-                    batch, self._failed, retrying = self._failed, [], True
+                retrying = bool(self._failed) and time.monotonic() >= self._retry_at
+                if retrying:
+                    batch, self._failed = self._failed, []
                 else:
-                    batch, retrying = [self._fresh.popleft()], False
-            for n, (msg, message) in enumerate(batch):
-                if self._run_handler(msg, message, retrying):
-                    continue
-                with self._lock:
-                    if retrying:
-                        pause = min(pause * 2, max_pause_s)
-                    elif not self._failed:
-                        pause = first_pause_s
-                    self._failed[:0] = batch[n:]
+                    msg, message = self._fresh.popleft()
+                    batch = [(msg, message, 0)]
+            still = []
+            for msg, message, attempts in batch:
+                failures = self._attempt(msg, message, attempts)
+                if failures is not None:
+                    still.append((msg, message, failures))
+            with self._lock:
+                if retrying:
+                    self._failed[:0] = still  # before those that failed meanwhile
+                    pause = min(pause * 2, max_pause_s) if still else first_pause_s
                     self._retry_at = time.monotonic() + pause
-                break
+                elif still:
+                    if not self._failed:
+                        pause = first_pause_s
+                        self._retry_at = time.monotonic() + pause
+                    self._failed.extend(still)
 
-    def _run_handler(self, msg: mqtt.MQTTMessage, message: Message, retrying: bool) -> bool:
+    def _attempt(self, msg: mqtt.MQTTMessage, message: Message, failures: int) -> int | None:
+        """Run the handler: ``None`` when the message is done with (handled, or given up
+        on), else how many times it has failed now."""
         handler = self._handler_for(msg.topic)
         assert handler is not None
         try:
             handler(msg.topic, message)
         except Exception as exc:
-            if retrying:
-                log.warning("handling a %s failed again: %s", message.kind, exc)
-            else:
+            failures += 1
+            if failures == 1:
                 self.stats.handler_errors += 1
-                log.exception(
-                    "handling a %s on %s failed; unacknowledged, to be retried",
+                log.exception("handling a %s on %s failed", message.kind, msg.topic)
+            else:
+                log.warning("handling a %s failed again: %s", message.kind, exc)
+            if not self.transient(exc) and failures >= GIVE_UP_AFTER:
+                # not an outage that will pass: a message that fails like this will fail
+                # forever, and would hold one of the broker's in-flight slots meanwhile
+                self.stats.abandoned += 1
+                log.error(
+                    "gave up on a %s on %s after %d attempts (%s); acknowledged and dropped",
                     message.kind,
                     msg.topic,
+                    failures,
+                    exc,
                 )
-            return False
+                self.client.ack(msg.mid, msg.qos)
+                return None
+            return failures
         self.stats.handled += 1
-        self.stats.retried += retrying
+        self.stats.retried += failures > 0
         self.client.ack(msg.mid, msg.qos)
-        return True
+        return None
 
     # ------------------------------------------------------------ outbound
 

@@ -35,6 +35,12 @@ ROOT = "nahfeld/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 EidHex = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+#: event, request and delivery ids (the gateway's are hex UUIDs): printable ASCII, no space
+MessageId = Annotated[str, Field(pattern=r"^[!-~]{8,64}$")]
+#: a per-store pseudonymous token, as the resolver makes them
+Token = Annotated[str, Field(pattern=r"^[!-~]{1,128}$")]
+#: why an offer was not sent: the offer engine's and the cloud's reasons, snake_case
+Reason = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -95,7 +101,10 @@ ALL_FLEET_REPORTS = f"{ROOT}/stores/+/gateways/+/fleet"
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # JSON has no NaN or infinity, but Python's parser accepts them: refused here
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     schema_: Literal[1] = Field(default=1, alias="schema")
 
@@ -107,7 +116,7 @@ class GatewayState(_Message):
     store: Identifier
     gateway: Identifier
     state: Literal["online", "offline"]
-    version: str = ""
+    version: Annotated[str, Field(pattern=r"^[ -~]{0,64}$")] = ""
     ts: float
 
 
@@ -129,11 +138,11 @@ class PresenceEventMessage(_Message):
     """A presence event; ``event_id`` makes ingestion idempotent."""
 
     kind: Literal["presence"] = "presence"
-    event_id: Annotated[str, Field(min_length=8, max_length=64)]
+    event_id: MessageId
     store: Identifier
     gateway: Identifier
     zone: Identifier
-    token: Annotated[str, Field(min_length=1, max_length=128)]
+    token: Token
     type: Literal["enter", "dwell", "exit"]
     ts: float
     dwell_s: float | None = None
@@ -144,23 +153,23 @@ class OfferDecisionMessage(_Message):
     """The gateway's decision for one trigger: an offer to send, or why not."""
 
     kind: Literal["offer_decision"] = "offer_decision"
-    event_id: Annotated[str, Field(min_length=8, max_length=64)]
-    trigger_event_id: Annotated[str, Field(min_length=8, max_length=64)]
+    event_id: MessageId
+    trigger_event_id: MessageId
     store: Identifier
     gateway: Identifier
     zone: Identifier
-    token: Annotated[str, Field(min_length=1, max_length=128)]
+    token: Token
     ts: float
     campaign: Identifier | None = None
     offer: Identifier | None = None
     rule: Identifier | None = None
-    suppressed: str | None = None
+    suppressed: Reason | None = None
     expires_at: float | None = None
 
 
 class ResolveRequest(_Message):
     kind: Literal["resolve_request"] = "resolve_request"
-    request_id: Annotated[str, Field(min_length=8, max_length=64)]
+    request_id: MessageId
     store: Identifier
     gateway: Identifier
     ts: float
@@ -168,10 +177,10 @@ class ResolveRequest(_Message):
 
 
 class ResolvedEid(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     eid: EidHex
-    token: Annotated[str, Field(min_length=1, max_length=128)]
+    token: Token
     valid_until: float
     next_eid: EidHex | None = None
     next_valid_until: float | None = None
@@ -182,15 +191,15 @@ class ResolveResponse(_Message):
     """Only resolved EIDs are answered; the rest the gateway forgets."""
 
     kind: Literal["resolve_response"] = "resolve_response"
-    request_id: Annotated[str, Field(min_length=8, max_length=64)]
+    request_id: MessageId
     store: Identifier
     ts: float
     resolved: list[ResolvedEid]
-    revoked_tokens: list[str] = Field(default_factory=list)
+    revoked_tokens: list[Token] = Field(default_factory=list)
 
 
 class BeaconHealth(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     beacon: Identifier
     last_seen: float | None
@@ -241,7 +250,7 @@ class OfferPush(_Message):
     """What the app receives on its offers topic."""
 
     kind: Literal["offer"] = "offer"
-    delivery_id: Annotated[str, Field(min_length=8, max_length=64)]
+    delivery_id: MessageId
     campaign: Identifier
     offer: Identifier
     title: str = Field(max_length=200)

@@ -15,6 +15,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -54,3 +61,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     # objects stay readable after commit: routes serialise what the service returned
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_outage(exc: Exception) -> bool:
+    """The database (or the broker) out of reach for now: worth retrying for as long as
+    it lasts, unlike a failure that would happen again with the same input."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, PoolTimeoutError | DisconnectionError | TimeoutError | ConnectionError)

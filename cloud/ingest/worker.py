@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 
 from cloud.bus import BusSettings, CloudBus
+from cloud.db.engine import is_outage
 from gateway.contract import ALL_GATEWAY_EVENTS, Message, OfferDecisionMessage, gateway_of
 
 from .service import Ingestor
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 class IngestWorker:
     def __init__(self, bus_settings: BusSettings) -> None:
-        self.bus = CloudBus(bus_settings, {ALL_GATEWAY_EVENTS: self.on_event})
+        self.bus = CloudBus(bus_settings, {ALL_GATEWAY_EVENTS: self.on_event}, transient=is_outage)
         self.ingestor: Ingestor | None = None  # set before start: it pushes through self.bus
         self.refused: Counter[str] = Counter()
         self.presence_events = 0

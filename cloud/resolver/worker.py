@@ -18,6 +18,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from cloud.bus import BusSettings, CloudBus
+from cloud.db.engine import is_outage
 from gateway.contract import (
     ALL_RESOLVE_REQUESTS,
     Message,
@@ -48,7 +49,9 @@ class ResolverWorker:
         self.clock = clock
         self.refused: Counter[str] = Counter()
         self._table_lock = threading.Lock()  # advance and membership changes, not lookups
-        self.bus = CloudBus(bus_settings, {ALL_RESOLVE_REQUESTS: self.on_request})
+        self.bus = CloudBus(
+            bus_settings, {ALL_RESOLVE_REQUESTS: self.on_request}, transient=is_outage
+        )
         self._scheduler = BackgroundScheduler()
 
     def advance(self) -> None:

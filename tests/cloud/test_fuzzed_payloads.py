@@ -423,7 +423,7 @@ def _handled(bus: CloudBus) -> int:
     return sum(counts(bus.stats.rejected).values()) + bus.stats.handled + bus.stats.handler_errors
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 def test_the_cloud_worker_counts_and_survives_fuzzed_gateway_traffic(
     store: dict[str, Any], database_url: str, broker: Broker
 ) -> None:
@@ -498,7 +498,7 @@ def test_the_cloud_worker_counts_and_survives_fuzzed_gateway_traffic(
         assert worker.ingest.bus.stats.handler_errors == 0
         assert worker.resolver.bus.stats.handler_errors == 0
         # the decisions with times no database can hold were refused and counted, not raised
-        assert ingestor.outcomes["bad_time"] >= 4
+        assert ingestor.outcomes["bad_time"] >= 2  # (NaN and infinity: refused by the contract)
 
         # good traffic still flows: a resolve request is answered, a decision ingested
         response = resolve(probe, "00112233445566ff", 99_999)

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud.bus import BusSettings, CloudBus
+from cloud.bus import GIVE_UP_AFTER, BusSettings, CloudBus
 from gateway.contract import (
     ALL_GATEWAY_EVENTS,
     Message,
@@ -155,3 +155,48 @@ def test_a_retained_ruleset_reaches_a_gateway_that_connects_later(
         assert late.on(store_topic(STORE, "ruleset")) == [encode(ruleset)]
     finally:
         late.close()
+
+
+def test_a_message_that_can_never_succeed_is_given_up_and_blocks_nothing(
+    broker: Broker, gateway_client: mqtt.Client
+) -> None:
+    """Event 2 fails with a bug (not an outage) every time; event 3 fails once, as in a
+    short outage. Event 3 still gets through; event 2 is dropped after three attempts,
+    acknowledged, so a new session does not bring it back."""
+    seen: list[str] = []
+    failures: Counter[str] = Counter()
+
+    def handler(topic: str, message: Message) -> None:
+        assert isinstance(message, PresenceEventMessage)
+        failures[message.event_id] += 1
+        if message.event_id == event(2).event_id:
+            raise ValueError("a bug: this event can never be handled")
+        if message.event_id == event(3).event_id and failures[message.event_id] == 1:
+            raise ConnectionError("the database, briefly away")
+        seen.append(message.event_id)
+
+    def make() -> CloudBus:
+        bus = CloudBus(
+            BusSettings(port=broker.port, client_id="worker-1"),
+            {ALL_GATEWAY_EVENTS: handler},
+            transient=lambda exc: isinstance(exc, ConnectionError),
+        )
+        bus.start()
+        return bus
+
+    bus = make()
+    try:
+        for n in range(1, 5):
+            publish(gateway_client, encode(event(n)))
+        wait_until(lambda: bus.stats.abandoned == 1 and len(seen) == 3, 15, "the give-up")
+        assert sorted(seen) == [event(n).event_id for n in (1, 3, 4)]
+        assert failures[event(2).event_id] == GIVE_UP_AFTER
+    finally:
+        bus.stop()
+    again = make()  # a new session: nothing was left unacknowledged
+    try:
+        publish(gateway_client, encode(event(5)))
+        wait_until(lambda: event(5).event_id in seen, 10, "the next event")
+        assert failures[event(2).event_id] == GIVE_UP_AFTER
+    finally:
+        again.stop()
