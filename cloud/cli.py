@@ -9,10 +9,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import CloudSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 ROLES = ("admin", "marketer", "viewer")
+
+
+def _settings(args: argparse.Namespace) -> CloudSettings | None:
+    """The settings, or ``None`` after saying which variable is wrong and why."""
+    from pydantic import ValidationError
+
+    from .settings import CloudSettings
+
+    try:
+        return CloudSettings()
+    except ValidationError as exc:
+        command = f"nahfeld cloud {args.cloud_command}"
+        for error in exc.errors():
+            field = "_".join(str(part) for part in error["loc"]).upper()
+            value = error.get("input")
+            print(
+                f"{command}: NAHFELD_CLOUD_{field}: {error['msg']} (got {value!r})",
+                file=sys.stderr,
+            )
+        return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -21,9 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .api.app import create_app
-    from .settings import CloudSettings
 
-    settings = CloudSettings()
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_USAGE
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     host = args.host or settings.host
     port = args.port or settings.port
@@ -37,10 +63,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .settings import CloudSettings
     from .worker import build_worker
 
-    settings = CloudSettings()
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_USAGE
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         worker = build_worker(settings, name=args.name)
@@ -60,9 +87,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from .db.migrate import upgrade
-    from .settings import CloudSettings
 
-    settings = CloudSettings()
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_USAGE
     url = args.database_url or settings.database_url
     try:
         upgrade(url, args.revision)
@@ -78,9 +106,10 @@ def cmd_create_api_key(args: argparse.Namespace) -> int:
 
     from .db.engine import make_engine, make_sessionmaker
     from .services.auth import Role, bootstrap_api_key
-    from .settings import CloudSettings
 
-    settings = CloudSettings()
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_USAGE
     engine = make_engine(args.database_url or settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:

@@ -59,3 +59,14 @@ def test_create_api_key_without_migration_fails_clearly(
     )  # fmt: skip
     assert code == 1
     assert "nahfeld cloud migrate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [("worker",), ("migrate",), ("serve",)])
+def test_a_bad_setting_is_named_not_a_traceback(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAHFELD_CLOUD_CAP_PER_PERSON_PER_DAY", "three")
+    assert _run("cloud", *command) == 2
+    err = capsys.readouterr().err
+    assert f"nahfeld cloud {command[0]}: NAHFELD_CLOUD_CAP_PER_PERSON_PER_DAY" in err
+    assert "'three'" in err and "Traceback" not in err
