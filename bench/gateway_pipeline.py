@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.core import Profile, build_stream
 from gateway.ble.decode import decode_ad
-from gateway.ble.eid import EidTable
+from gateway.ble.eid import EidIdentity, EidTable
 from gateway.contract import Ruleset, store_topic
 from gateway.core import GatewayCore
 from gateway.daemon import Gateway
@@ -65,6 +65,27 @@ def welcome_ruleset(layout: StoreLayout) -> Ruleset:
     )
 
 
+def connected_gateway(
+    layout: StoreLayout, identities: Sequence[EidIdentity], workdir: Path, port: int
+) -> Gateway:
+    """The daemon's ``Gateway`` as ``gw-0``, the stream's identities resolved locally (no
+    cloud), the welcome ruleset applied, connected to the broker on ``port``."""
+    settings = GatewaySettings(
+        store=layout.store,
+        gateway="gw-0",
+        layout=workdir / "layout.toml",
+        data_dir=workdir / "data",
+        mqtt=MqttSettings(port=port),
+        metrics_port=0,
+    )
+    gateway = Gateway(settings, layout)
+    gateway.core.eids.local = EidTable(list(identities))
+    gateway.on_message(store_topic(layout.store, "ruleset"), welcome_ruleset(layout))
+    gateway.link.start()
+    wait_until(gateway.link.connected.is_set, 10, "the broker")
+    return gateway
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="adverts per second")
@@ -105,19 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker = Broker(Path(workdir))
         broker.start()
         try:
-            settings = GatewaySettings(
-                store=layout.store,
-                gateway="gw-0",
-                layout=Path(workdir) / "layout.toml",
-                data_dir=Path(workdir) / "data",
-                mqtt=MqttSettings(port=broker.port),
-                metrics_port=0,
-            )
-            gateway = Gateway(settings, layout)
-            gateway.core.eids.local = EidTable(identities)
-            gateway.on_message(store_topic(layout.store, "ruleset"), welcome_ruleset(layout))
-            gateway.link.start()
-            wait_until(gateway.link.connected.is_set, 10, "the broker")
+            gateway = connected_gateway(layout, identities, Path(workdir), broker.port)
             rss_before = rss_mib()
             started_wall, started_cpu = time.monotonic(), cpu_seconds()
             interval = 1.0 / args.rate

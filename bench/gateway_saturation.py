@@ -50,15 +50,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bench.core import build_layout
-from bench.gateway_pipeline import cpu_seconds, rss_mib, welcome_ruleset
+from bench.gateway_pipeline import connected_gateway, cpu_seconds, rss_mib
 from gateway.ble.decode import decode_ad
 from gateway.ble.eid import EidIdentity, EidTable
-from gateway.contract import store_topic
 from gateway.core import GatewayCore
-from gateway.daemon import Gateway
 from gateway.recognise import EidCache
 from gateway.scanner import Advert
-from gateway.settings import GatewaySettings, MqttSettings
 from gateway.sim.store import StoreSimulation, demo_identities
 from tests.support.mosquitto import Broker, wait_until
 
@@ -144,19 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker = Broker(Path(workdir))
         broker.start()
         try:
-            settings = GatewaySettings(
-                store=layout.store,
-                gateway="gw-0",
-                layout=Path(workdir) / "layout.toml",
-                data_dir=Path(workdir) / "data",
-                mqtt=MqttSettings(port=broker.port),
-                metrics_port=0,
-            )
-            gateway = Gateway(settings, layout)
-            gateway.core.eids.local = EidTable(identities)
-            gateway.on_message(store_topic(layout.store, "ruleset"), welcome_ruleset(layout))
-            gateway.link.start()
-            wait_until(gateway.link.connected.is_set, 10, "the broker")
+            gateway = connected_gateway(layout, identities, Path(workdir), broker.port)
             rss_start = rss_mib()
             rss_samples = [rss_start]
             started_wall, started_cpu = time.monotonic(), cpu_seconds()

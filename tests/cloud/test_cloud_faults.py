@@ -183,7 +183,7 @@ def test_a_database_restart_under_a_running_worker_loses_nothing(
         ids = [o.delivery_id for p in PHONES for o in offers(app, p)]
         assert len(set(ids)) == 30
         assert funnel(api)["triggered"] == 30
-        assert running.ingest.bus.stats.retried >= 1
+        wait_until(lambda: running.ingest.bus.stats.retried >= 1, 5, "the retries counted")
     finally:
         running.stop()
         app.close()

@@ -164,8 +164,12 @@ def test_two_workers_share_the_events_and_each_offer_goes_out_once(
         )
         ids = [offer.delivery_id for i in installs for offer in offers(app, i)]
         assert len(ids) == len(set(ids)) == events
+        # a handler counts as done after it returns, a moment after its push arrived
+        wait_until(
+            lambda: sum(w.ingest.bus.stats.handled for w in workers) == events, 10, "handled"
+        )
         handled = [w.ingest.bus.stats.handled for w in workers]
-        assert sum(handled) == events and min(handled) > 0, handled
+        assert min(handled) > 0, handled
         funnel = api.get("viewer", "/v1/funnel").json()
         assert (funnel["triggered"], funnel["sent"]) == (events, events)
     finally:
