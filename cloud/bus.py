@@ -93,9 +93,13 @@ class CloudBus:
         self.on_connected: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._fresh: deque[tuple[mqtt.MQTTMessage, Message]] = deque()
-        #: (message, parsed, failures so far), oldest first
-        self._failed: list[tuple[mqtt.MQTTMessage, Message, int]] = []
+        #: (message, parsed, connection it came on), in arrival order
+        self._fresh: deque[tuple[mqtt.MQTTMessage, Message, int]] = deque()
+        #: the same and the failures so far, oldest first
+        self._failed: list[tuple[mqtt.MQTTMessage, Message, int, int]] = []
+        #: counts connections: a message is acknowledged on the one it came on only (its
+        #: packet id means nothing, or another message, on the next)
+        self._connection = 0
         self._retry_at = 0.0
         self._stopping = False
         self._handling: threading.Thread | None = None
@@ -170,6 +174,11 @@ class CloudBus:
             log.warning("MQTT connection refused: %s", reason)
             return
         self.stats.connects += 1
+        with self._lock:
+            self._connection += 1
+            if flags.session_present:  # the broker hands back all it has not had acked
+                self._fresh.clear()
+                self._failed.clear()
         log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
         if self.handlers:  # ready once the broker confirmed the subscriptions
             client.subscribe([(self.shared(topic), 1) for topic in self.handlers])
@@ -230,7 +239,7 @@ class CloudBus:
             client.ack(msg.mid, msg.qos)
             return
         with self._lock:
-            self._fresh.append((msg, message))
+            self._fresh.append((msg, message, self._connection))
             self._wake.notify_all()
 
     def _handle_loop(self, first_pause_s: float = 0.5, max_pause_s: float = 15.0) -> None:
@@ -251,13 +260,12 @@ class CloudBus:
                 if retrying:
                     batch, self._failed = self._failed, []
                 else:
-                    msg, message = self._fresh.popleft()
-                    batch = [(msg, message, 0)]
+                    batch = [(*self._fresh.popleft(), 0)]
             still = []
-            for msg, message, attempts in batch:
-                failures = self._attempt(msg, message, attempts)
+            for msg, message, connection, attempts in batch:
+                failures = self._attempt(msg, message, connection, attempts)
                 if failures is not None:
-                    still.append((msg, message, failures))
+                    still.append((msg, message, connection, failures))
             with self._lock:
                 if retrying:
                     self._failed[:0] = still  # before those that failed meanwhile
@@ -269,7 +277,9 @@ class CloudBus:
                         self._retry_at = time.monotonic() + pause
                     self._failed.extend(still)
 
-    def _attempt(self, msg: mqtt.MQTTMessage, message: Message, failures: int) -> int | None:
+    def _attempt(
+        self, msg: mqtt.MQTTMessage, message: Message, connection: int, failures: int
+    ) -> int | None:
         """Run the handler: ``None`` when the message is done with (handled, or given up
         on), else how many times it has failed now."""
         handler = self._handler_for(msg.topic)
@@ -294,13 +304,20 @@ class CloudBus:
                     failures,
                     exc,
                 )
-                self.client.ack(msg.mid, msg.qos)
+                self._ack(msg, connection)
                 return None
             return failures
         self.stats.handled += 1
         self.stats.retried += failures > 0
-        self.client.ack(msg.mid, msg.qos)
+        self._ack(msg, connection)
         return None
+
+    def _ack(self, msg: mqtt.MQTTMessage, connection: int) -> None:
+        with self._lock:
+            current = connection == self._connection
+        if current:
+            self.client.ack(msg.mid, msg.qos)
+        # else: the broker has it again for the new session, and a handler is idempotent
 
     # ------------------------------------------------------------ outbound
 
