@@ -32,6 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         forever=args.forever,
         live=not args.no_live,
         broker=args.broker,
+        ble=args.ble,
     )
     summary = Demo(options).run()
     received = sum(len(titles) for titles in summary.offers.values())
@@ -96,6 +97,13 @@ def add_demo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--broker",
         metavar="HOST:PORT",
         help="use this MQTT 5 broker (Mosquitto) instead of the embedded one",
+    )
+    demo.add_argument(
+        "--ble",
+        action="store_true",
+        help="the store's first gateway listens to this machine's Bluetooth adapter (BlueZ) "
+        "instead of the simulation; each opted-in phone's EID identity is printed, to set up "
+        "a real beacon or phone as that phone",
     )
     demo.add_argument(
         "--layout",

@@ -50,7 +50,7 @@ from gateway.contract import (
 from gateway.daemon import Gateway
 from gateway.layout import StoreLayout, load_layout
 from gateway.mqtt_session import MqttProtocol, new_client
-from gateway.scanner import Advert
+from gateway.scanner import Advert, Scanner, ScannerConfig
 from gateway.settings import GatewaySettings, MqttSettings
 from gateway.sim.store import SimRecord, StoreSimulation
 
@@ -75,6 +75,9 @@ class DemoOptions:
     live: bool = True
     #: "host:port" of a broker that speaks MQTT 5 (Mosquitto); None: the embedded one
     broker: str | None = None
+    #: the layout's first gateway listens to this machine's real radio (bleak on BlueZ)
+    #: instead of the simulation; the others stay silent
+    ble: bool = False
     seed: int = 7
 
 
@@ -323,8 +326,10 @@ class Demo:
                 )
             )
         try:
+            if self.options.ble:
+                await self._listen_to_the_radio()
             round_ = 0
-            while True:
+            while not self.options.ble:
                 start = time.time() + 0.5
                 await self._feed(self._simulation(start, round_))
                 round_ += 1
@@ -339,6 +344,32 @@ class Demo:
             if self.options.live:
                 self._refresh(live, http, admin_key, board)
                 live.stop()
+
+    async def _listen_to_the_radio(self) -> None:
+        """The real radio for the layout's first gateway, for the duration (or until Ctrl-C
+        with ``--forever``). Shows each opted-in phone's identity, so a programmable
+        Eddystone-EID beacon (or a phone) can be set up to advertise as that phone."""
+        spec = self.layout.gateways[0]
+        gateway = self.gateways[spec.id]
+        for app in self.apps:
+            identity = app.eid_identity()
+            self.console.print(
+                f"  {app.install_id}: Eddystone-EID identity key {identity.identity_key.hex()}, "
+                f"K={identity.exponent}"
+            )
+        self.console.print(f"listening on {spec.adapter} as {spec.id} (the real radio)")
+        stop = asyncio.Event()
+        config = ScannerConfig(adapter=spec.adapter, passive=spec.passive)
+        scanner = Scanner(config, gateway.on_advert)
+        scanning = asyncio.create_task(scanner.run(stop))
+        try:
+            if self.options.forever:
+                await asyncio.Event().wait()  # until Ctrl-C cancels the demo
+            await asyncio.sleep(self.options.duration_s)
+        finally:
+            stop.set()
+            await scanning
+        self.summary.adverts = scanner.stats.adverts
 
     async def _feed(self, records: list[SimRecord]) -> None:
         for record in records:
