@@ -213,6 +213,9 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         self.connected.clear()
+        if self._stopping.is_set():
+            log.info("MQTT disconnected: stopping")
+            return
         self.stats.disconnects += 1
         log.warning("MQTT disconnected (%s); outbox keeps everything until acknowledged", reason)
 
