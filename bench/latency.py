@@ -51,24 +51,11 @@ from gateway.daemon import RESOLVE_INTERVAL_S, Gateway
 from gateway.layout import parse_layout
 from gateway.scanner import Advert
 from gateway.settings import GatewaySettings, MqttSettings
+from tests.support.layouts import door_layout
 from tests.support.mosquitto import Broker
 
 STORE, GATEWAY, TENANT = "bench-store", "gw-1", "bench"
-LAYOUT = f"""
-store = "{STORE}"
-timezone = "Europe/Berlin"
-[defaults]
-measured_power_dbm = -59
-path_loss_exponent = 2.0
-min_samples = 1
-enter_after_s = 0
-[[gateways]]
-id = "{GATEWAY}"
-[[zones]]
-id = "entrance"
-gateway = "{GATEWAY}"
-radius_m = 2.0
-"""
+LAYOUT = door_layout(STORE, GATEWAY)
 NEAR_RSSI, FAR_RSSI = -55, -95  # about 0.7 m, and 35 m: heard, but outside the zone
 ADVERT_INTERVAL_S = 0.1
 

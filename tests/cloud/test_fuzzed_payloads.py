@@ -66,6 +66,7 @@ from gateway.daemon import Gateway
 from gateway.layout import parse_layout
 from gateway.offers.rules import RulesetBody
 from gateway.settings import GatewaySettings, MqttSettings
+from tests.support.layouts import door_layout
 from tests.support.mosquitto import Broker, Listener, wait_until
 
 from .conftest import STORE
@@ -519,21 +520,7 @@ def test_the_cloud_worker_counts_and_survives_fuzzed_gateway_traffic(
 
 # ---------------------------------------------------------------- the gateway
 
-LAYOUT = f"""
-store = "{STORE_ID}"
-timezone = "Europe/Berlin"
-[defaults]
-measured_power_dbm = -59
-path_loss_exponent = 2.0
-min_samples = 1
-enter_after_s = 0
-[[gateways]]
-id = "{GATEWAY}"
-[[zones]]
-id = "entrance"
-gateway = "{GATEWAY}"
-radius_m = 2.0
-"""
+LAYOUT = door_layout(STORE_ID, GATEWAY)
 #: published after each fuzzed payload on the same topic: its refusal, counted last by the
 #: link's single network thread, says the payload before it was dealt with
 MARKER = _dumps(CHECKIN)  # "wrong_kind" on every gateway downlink topic

@@ -20,23 +20,10 @@ from gateway.metrics import GatewayCollector, serve_metrics
 from gateway.scanner import Advert
 from gateway.settings import GatewaySettings
 from gateway.sim.store import eid_advert
+from tests.support.layouts import door_layout
 
 KEY = bytes(range(16))
-LAYOUT = """
-store = "demo-store"
-timezone = "Europe/Berlin"
-[defaults]
-measured_power_dbm = -59
-path_loss_exponent = 2.0
-min_samples = 1
-enter_after_s = 0
-[[gateways]]
-id = "gw-1"
-[[zones]]
-id = "entrance"
-gateway = "gw-1"
-radius_m = 2.0
-"""
+LAYOUT = door_layout()
 
 
 def ruleset(version: int, rules: list[dict[str, object]]) -> Ruleset:
