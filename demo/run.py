@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,8 +392,7 @@ class Demo:
             gateway.housekeeping()
 
     @staticmethod
-    async def _every(interval_s: float, job: object) -> None:
-        assert callable(job)
+    async def _every(interval_s: float, job: Callable[[], object]) -> None:
         while True:
             await asyncio.sleep(interval_s)
             try:
@@ -402,8 +401,7 @@ class Demo:
                 log.exception("a periodic demo job failed")
 
     @staticmethod
-    async def _until(condition: object, timeout_s: float) -> bool:
-        assert callable(condition)
+    async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:
