@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -182,15 +181,6 @@ class AppClient:
     def offers(self) -> list[OfferPush]:
         with self._lock:
             return list(self.inbox.received)
-
-    def wait_for_offer(self, timeout_s: float) -> OfferPush | None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            received = self.offers()
-            if received:
-                return received[-1]
-            time.sleep(0.05)
-        return None
 
     def close(self) -> None:
         if self._mqtt is not None:
