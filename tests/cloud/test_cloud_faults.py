@@ -187,3 +187,40 @@ def test_a_database_restart_under_a_running_worker_loses_nothing(
     finally:
         running.stop()
         app.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_broker_restart_under_a_running_worker_loses_nothing(
+    api: Api,
+    store: dict[str, Any],
+    database_url: str,
+    broker: Broker,
+    gateway: Listener,
+) -> None:
+    """Mosquitto restarts (keeping its sessions on disk) between two bursts of decisions;
+    the worker reconnects on its own and every decision is sent once."""
+    tokens = phones_with_tokens(api, gateway, database_url, broker)
+    app = Listener(broker.port, [f"nahfeld/v1/apps/{p}/offers" for p in PHONES], "all-phones")
+    running = start_worker(database_url, broker, "w")
+    try:
+        for n in range(10):
+            gateway.client.publish(EVENTS, decision(tokens[PHONES[n]], n), 1)
+        wait_until(lambda: funnel(api)["sent"] == 10, 30, "the first ten sent")
+        broker.stop()
+        broker.start()
+        bus = running.ingest.bus
+        wait_until(lambda: bus.connected.is_set() and bus.stats.connects >= 2, 30, "reconnected")
+        wait_until(gateway.client.is_connected, 30, "the gateway back")
+        for n in range(10, 20):
+            gateway.client.publish(EVENTS, decision(tokens[PHONES[n % 10]], n), 1)
+        wait_until(lambda: funnel(api)["sent"] == 20, 30, "all twenty sent")
+        wait_until(
+            lambda: len({o.delivery_id for p in PHONES for o in offers(app, p)}) == 20,
+            30,
+            "all twenty on the phones",
+        )
+        assert funnel(api)["triggered"] == 20
+    finally:
+        running.stop()
+        app.close()
