@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..db.chunks import chunks
 from ..db.models import Campaign, Install, Offer, Rule, Segment, SegmentMember
 from ..schemas.marketing import (
     CampaignCreate,
@@ -33,8 +34,6 @@ from .changes import ruleset_changed
 from .errors import ConflictError, InvalidError, NotFoundError, Problem
 from .fleet import find_store, zone_ids
 from .paging import PageRequest, PageResult, fetch_page
-
-_CHUNK = 500  # ids per IN (SQLite's bound-parameter limit)
 
 
 def _commit(session: Session, what: str) -> None:
@@ -323,12 +322,12 @@ def set_segment_members(
     segment = get_segment(session, principal, segment_id)
     wanted = list(dict.fromkeys(data.installs))
     found: dict[str, int] = {}
-    for start in range(0, len(wanted), _CHUNK):
+    for chunk in chunks(wanted):
         rows = session.execute(
             select(Install.uid, Install.id).where(
                 Install.tenant_id == principal.tenant_id,
                 Install.revoked_at.is_(None),
-                Install.uid.in_(wanted[start : start + _CHUNK]),
+                Install.uid.in_(chunk),
             )
         )
         found.update((uid, install) for uid, install in rows)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from gateway.offers.rules import Rule, RulesetBody
 
 from ..db import models
+from ..db.chunks import chunks
 from .auth import Principal
 from .fleet import get_store
 
@@ -99,7 +100,6 @@ def compile_ruleset(
 
 
 _Row = TypeVar("_Row", models.Offer, models.Campaign)
-_CHUNK = 500  # store ids per query (SQLite's bound-parameter limit)
 
 
 def store_rulesets(session: Session, store_ids: Iterable[str]) -> dict[str, RulesetBody]:
@@ -107,8 +107,7 @@ def store_rulesets(session: Session, store_ids: Iterable[str]) -> dict[str, Rule
     republishing the fleet must not pay four round trips a store). Unknown ids are left out."""
     ids = sorted(set(store_ids))
     compiled: dict[str, RulesetBody] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for chunk in chunks(ids):
         stores = list(session.scalars(select(models.Store).where(models.Store.id.in_(chunk))))
         rules = list(session.scalars(select(models.Rule).where(models.Rule.store_id.in_(chunk))))
         zones = list(session.scalars(select(models.Zone).where(models.Zone.store_id.in_(chunk))))
@@ -131,9 +130,8 @@ def _rows_by_id(session: Session, model: type[_Row], ids: set[str]) -> list[_Row
     """Rows of ``model`` with these ids, of any tenant: :func:`compile_ruleset` keeps only
     the store's tenant's."""
     rows: list[_Row] = []
-    wanted = sorted(ids)
-    for start in range(0, len(wanted), _CHUNK):
-        rows += session.scalars(select(model).where(model.id.in_(wanted[start : start + _CHUNK])))
+    for chunk in chunks(sorted(ids)):
+        rows += session.scalars(select(model).where(model.id.in_(chunk)))
     return rows
 
 

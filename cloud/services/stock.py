@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..db.base import utcnow
+from ..db.chunks import chunks
 from ..db.models import StockLevel
 from ..schemas.stock import StockLine, StockResult, StockUpload
 from .auth import Principal
@@ -28,7 +29,6 @@ from .fleet import get_store
 from .paging import PageRequest, PageResult, fetch_page
 
 CSV_COLUMNS = ("sku", "quantity")
-_BATCH = 500  # rows per INSERT (SQLite's bound-parameter limit)
 _MAX_PROBLEMS = 20
 
 
@@ -110,8 +110,8 @@ def upsert_stock(
         for line in upload.items
     ]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for start in range(0, len(rows), _BATCH):
-        stmt = insert(StockLevel).values(rows[start : start + _BATCH])
+    for batch in chunks(rows):
+        stmt = insert(StockLevel).values(list(batch))
         stmt = stmt.on_conflict_do_update(
             index_elements=[StockLevel.store_id, StockLevel.sku],
             set_={"quantity": stmt.excluded.quantity, "updated_at": stmt.excluded.updated_at},
@@ -127,12 +127,9 @@ def upsert_stock(
             )
             if sku not in listed
         ]
-        for start in range(0, len(stale), _BATCH):
+        for skus in chunks(stale):
             session.execute(
-                delete(StockLevel).where(
-                    StockLevel.store_id == store.id,
-                    StockLevel.sku.in_(stale[start : start + _BATCH]),
-                )
+                delete(StockLevel).where(StockLevel.store_id == store.id, StockLevel.sku.in_(skus))
             )
         removed = len(stale)
     stock_changed(session, store.id)
@@ -156,14 +153,12 @@ def stock_levels(
     so it stays small however large the ERP's catalogue."""
     levels: dict[str, dict[str, int]] = {store: {} for store in skus_by_store}
     stores = sorted(store for store, skus in skus_by_store.items() if skus)
-    for start in range(0, len(stores), _BATCH):
-        chunk = stores[start : start + _BATCH]
+    for chunk in chunks(stores):
         skus = sorted(set().union(*(skus_by_store[store] for store in chunk)))
-        for sku_start in range(0, len(skus), _BATCH):
+        for sku_chunk in chunks(skus):
             rows = session.execute(
                 select(StockLevel.store_id, StockLevel.sku, StockLevel.quantity).where(
-                    StockLevel.store_id.in_(chunk),
-                    StockLevel.sku.in_(skus[sku_start : sku_start + _BATCH]),
+                    StockLevel.store_id.in_(chunk), StockLevel.sku.in_(sku_chunk)
                 )
             )
             for store_id, sku, quantity in rows:
