@@ -249,14 +249,13 @@ class CloudBus:
         while True:
             with self._lock:
                 while not self._stopping:
-                    retry_due = bool(self._failed) and time.monotonic() >= self._retry_at
-                    if retry_due or self._fresh:
+                    retrying = bool(self._failed) and time.monotonic() >= self._retry_at
+                    if retrying or self._fresh:
                         break
                     timeout = self._retry_at - time.monotonic() if self._failed else None
                     self._wake.wait(timeout)
                 if self._stopping:
                     return
-                retrying = bool(self._failed) and time.monotonic() >= self._retry_at
                 if retrying:
                     batch, self._failed = self._failed, []
                 else:

@@ -74,7 +74,7 @@ def build_worker(
     push = PushRouter(
         {
             # on the bus's handler thread: an offer counts as sent once the broker has it
-            "mqtt": MqttPush(lambda topic, offer: ingest.bus.publish(topic, offer, timeout_s=5.0)),
+            "mqtt": MqttPush(ingest.bus.publish),
             "webhook": WebhookPush(settings.webhook_timeout_s, clock),
         }
     )

@@ -47,7 +47,7 @@ from gateway.contract import (
     parse_message,
     store_topic,
 )
-from gateway.daemon import Gateway
+from gateway.daemon import RESOLVE_INTERVAL_S, Gateway
 from gateway.layout import StoreLayout, load_layout
 from gateway.mqtt_session import MqttProtocol, new_client
 from gateway.scanner import Advert, Scanner, ScannerConfig
@@ -61,7 +61,6 @@ from .scenario import CAMPAIGNS, TENANT, seed
 log = logging.getLogger(__name__)
 
 DEFAULT_LAYOUT = Path("firmware-config/stores/demo-store/layout.toml")
-RESOLVE_EVERY_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +314,7 @@ class Demo:
             lambda: all(g.engine is not None for g in self.gateways.values()), 15
         ):
             raise RuntimeError("the gateways got no ruleset from the cloud within 15 s")
-        jobs = [asyncio.create_task(self._every(RESOLVE_EVERY_S, self._resolve))]
+        jobs = [asyncio.create_task(self._every(RESOLVE_INTERVAL_S, self._resolve))]
         jobs.append(asyncio.create_task(self._every(1.0, self._housekeeping)))
         live = Live(self._view(board), console=self.console, refresh_per_second=2)
         if self.options.live:

@@ -50,8 +50,8 @@ def _at(ts: float) -> datetime:
 
 
 def _representable(ts: float | None) -> bool:
-    """The contract takes any float as a time: NaN, infinities and years outside 1-9999
-    are none a database can store."""
+    """The contract refuses NaN and infinity but takes any finite float as a time: years
+    outside 1-9999 are none a database can store."""
     if ts is None:
         return True
     try:

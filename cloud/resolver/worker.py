@@ -88,5 +88,5 @@ class ResolverWorker:
             )
             return
         response = self.service.answer(message, self.clock())
-        # QoS 1 without waiting: this runs on the bus's network thread
+        # QoS 1 without waiting: a lost answer costs only the gateway's next request
         self.bus.publish(gateway_topic(store, gateway, "resolved"), response, timeout_s=None)
