@@ -1,4 +1,4 @@
-"""The gateway process under a saturated BLE radio: 3,000 adverts/s for a minute.
+"""The gateway process under a saturated BLE radio: 3,000 adverts/s for 50 s (or a minute).
 
 Same path as ``bench/gateway_pipeline.py`` (whose helpers this imports): adverts
 fed at ``--rate`` adverts/s for ``--seconds`` into the daemon's ``Gateway``
@@ -10,14 +10,16 @@ Like that benchmark, every advert is handed to the gateway as its own
 
 The stream is ``bench.core``'s simulated busy store (its layout, its mix:
 10 % opted-in EID phones, 2 % other apps' EID phones, the rest anonymous) with
-enough phones (1,600 for a minute) that it carries about 3,000 adverts per
-simulated second where it is taken from (after 100 s, once the store has
-filled). Simulated time therefore runs at about the speed of the wall clock,
-events come at the rate such a crowd causes, and the simulation starts at the
-current time so that offer decisions are still valid when they are sent (a
+enough phones (1,600 for any feed up to a minute) that it carries about 3,000
+adverts per simulated second where it is taken from (after 100 s, once the
+store has filled). Simulated time therefore runs at about the speed of the wall
+clock, events come at the rate such a crowd causes, and the simulation starts at
+the current time so that offer decisions are still valid when they are sent (a
 stream dated in the past would see them dropped as expired). The stream is
-built in a child process, so the gateway process's RSS holds only the
-adverts to feed (their share is printed).
+built in a child process, so the gateway process's RSS holds only the adverts
+to feed (their share is printed); the child is forked before this process
+starts any thread, and the rest of the setup (imports, the broker) runs while it
+builds. It sends the adverts in chunks, decoded here as they arrive.
 
 Measured: CPU % of one core (process CPU time, all threads, over wall time
 of the feed; the pacing loop's clock reads and sleeps are in it, as the
@@ -27,18 +29,25 @@ process RSS at the start and end of the feed and its peak (sampled every
 second), events and messages queued and delivered. Reference, same run,
 same adverts: the core alone as fast as it goes, CPU per advert, and the
 ratio. Nothing here asserts a speed. At another ``--rate`` the stream is the
-same, so simulated time runs faster or slower than the wall clock.
+same, so simulated time runs faster or slower than the wall clock. The last
+line is the run's timeline, to see where the setup's time goes.
 
-    python -m bench.gateway_saturation [--rate 3000] [--seconds 60] [--quick]  # --quick: 5 s
+    python -m bench.gateway_saturation [--rate 3000] [--seconds 50] [--quick]  # --quick: 5 s
 
-The default run takes about 70 s: the minute of feed, plus building the
-stream, the reference and the broker.
+Why 50 s by default: the issue asks for a minute of feed, and the house rule is
+that every benchmark runs in under a minute in all. Setup costs about 5 s on a
+2-core machine that cannot overlap with the feed: the simulation (1,600 phones
+over 240 simulated seconds, some 3 s of one core) sorts what every phone sends
+before the first advert of the feed is known, then come decoding and the
+reference. So the default run takes about 55 s (50 s of feed); ``--seconds 60``
+gives the full minute, about 65 s in all.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import multiprocessing
 import resource
 import shutil
@@ -46,18 +55,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench.core import build_layout
-from bench.gateway_pipeline import connected_gateway, cpu_seconds, rss_mib
 from gateway.ble.decode import decode_ad
 from gateway.ble.eid import EidIdentity, EidTable
 from gateway.core import GatewayCore
 from gateway.recognise import EidCache
-from gateway.scanner import Advert
 from gateway.sim.store import StoreSimulation, demo_identities
-from tests.support.mosquitto import Broker, wait_until
 
 #: (unix time, RSSI, raw AD bytes) of one advert to feed
 Record = tuple[float, int, bytes]
@@ -68,12 +74,23 @@ PHONES_PER_240_S = 1_600
 SKIP_S = 100.0
 RSS_SAMPLE_S = 1.0
 SEED = 7
+#: default feed: under a minute for the whole run (see the docstring)
+DEFAULT_SECONDS = 50.0
+#: records per message from the child building the stream
+CHUNK = 20_000
 
 
 def build_records(
-    identities: list[EidIdentity], phones: int, start: float, duration_s: float, count: int
-) -> list[Record]:
-    """``count`` adverts of the simulated store from ``SKIP_S`` on (run in a child process)."""
+    out: Connection,
+    identities: list[EidIdentity],
+    phones: int,
+    start: float,
+    duration_s: float,
+    count: int,
+) -> None:
+    """Child process: send ``count`` adverts of the simulated store from ``SKIP_S`` on
+    through ``out``, ``CHUNK`` records per message, then an empty list."""
+    gc.disable()  # a short-lived process making half a million objects: collecting only costs
     strangers = max(1, phones // 50)
     sim = StoreSimulation(
         build_layout(),
@@ -84,15 +101,22 @@ def build_records(
         stranger_eid_phones=strangers,
         seed=SEED,
     )
-    records = [(r.ts, r.rssi, r.ad) for r in sim.records()]
-    first = bisect.bisect_left(records, start + SKIP_S, key=lambda r: r[0])
-    return records[first : first + count]
+    records = list(sim.records())
+    first = bisect.bisect_left(records, start + SKIP_S, key=lambda r: r.ts)
+    last = min(first + count, len(records))
+    for chunk in range(first, last, CHUNK):
+        out.send([(r.ts, r.rssi, r.ad) for r in records[chunk : min(chunk + CHUNK, last)]])
+    out.send([])
+    out.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    began = time.monotonic()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=3000.0, help="adverts per second")
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--seconds", type=float, default=DEFAULT_SECONDS, help="feed length (60: a full minute)"
+    )
     parser.add_argument("--quick", action="store_true", help="5 s, for the smoke test")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else args.seconds
@@ -107,40 +131,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     identities = demo_identities(max(1, phones // 10), seed=SEED)
     wanted = int(rate * seconds)
     start = float(int(time.time() - SKIP_S))  # the part fed begins about now
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        records = pool.submit(build_records, identities, phones, start, duration, wanted).result()
-    rss_empty = rss_mib()
-    adverts = [
-        Advert(0.0, ts, "AA:BB:CC:DD:EE:FF", rssi, decode_ad(ad)) for ts, rssi, ad in records
-    ]
-    count = len(adverts)
-    simulated_s = records[-1][0] - records[0][0]
-    del records
-    adverts_mib = rss_mib() - rss_empty
-
-    print("# Gateway saturation benchmark (python -m bench.gateway_saturation)")
-    print(
-        f"{count} adverts at {rate:.0f}/s for {count / rate:.0f} s "
-        f"({simulated_s:.0f} s of simulated store); {phones} phones "
-        f"({len(identities)} opted-in EID), {len(layout.beacons)} store beacons"
+    # forked before this process starts any thread (the broker's, paho's); the rest of the
+    # setup (imports, the broker) runs while the child builds the stream on the other core
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    builder = context.Process(
+        target=build_records,
+        args=(sender, identities, phones, start, duration, wanted),
+        name="build-stream",
+        daemon=True,
     )
-    if count < wanted:
-        print(f"note: the stream had only {count} of the {wanted} adverts asked for")
-    print()
+    builder.start()
+    sender.close()
 
-    # reference: the core alone, same adverts, as fast as it goes
-    core = GatewayCore(layout, EidCache(local=EidTable(identities)))
-    before = cpu_seconds()
-    for advert in adverts:
-        core.on_decoded(advert.unix, "gw-0", advert.rssi, advert.decoded)
-    del core
-    core_cpu = cpu_seconds() - before
+    # imported here so that their import overlaps the build
+    from bench.gateway_pipeline import connected_gateway, cpu_seconds, rss_mib
+    from gateway.scanner import Advert
+    from tests.support.mosquitto import Broker, wait_until
 
     with tempfile.TemporaryDirectory() as workdir:
         broker = Broker(Path(workdir))
         broker.start()
         try:
+            broker_up = time.monotonic()
+            rss_empty = rss_mib()
+            adverts: list[Advert] = []
+            first_ts = last_ts = 0.0
+            built = broker_up
+            while True:
+                try:
+                    records: list[Record] = receiver.recv()
+                except EOFError:
+                    builder.join()
+                    raise RuntimeError(
+                        f"building the stream failed (exit code {builder.exitcode})"
+                    ) from None
+                if not records:
+                    break
+                if not adverts:
+                    first_ts = records[0][0]
+                    built = time.monotonic()
+                last_ts = records[-1][0]
+                adverts.extend(
+                    Advert(0.0, ts, "AA:BB:CC:DD:EE:FF", rssi, decode_ad(ad))
+                    for ts, rssi, ad in records
+                )
+            del records
+            receiver.close()
+            builder.join()
+            if not adverts:
+                raise RuntimeError("the simulated stream is empty")
+            decoded = time.monotonic()
+            count = len(adverts)
+            simulated_s = last_ts - first_ts
+            adverts_mib = rss_mib() - rss_empty
+
+            print("# Gateway saturation benchmark (python -m bench.gateway_saturation)")
+            print(
+                f"{count} adverts at {rate:.0f}/s for {count / rate:.0f} s "
+                f"({simulated_s:.0f} s of simulated store); {phones} phones "
+                f"({len(identities)} opted-in EID), {len(layout.beacons)} store beacons"
+            )
+            if count < wanted:
+                print(f"note: the stream had only {count} of the {wanted} adverts asked for")
+            print()
+
+            # reference: the core alone, same adverts, as fast as it goes
+            core = GatewayCore(layout, EidCache(local=EidTable(identities)))
+            before = cpu_seconds()
+            for advert in adverts:
+                core.on_decoded(advert.unix, "gw-0", advert.rssi, advert.decoded)
+            del core
+            core_cpu = cpu_seconds() - before
+            referenced = time.monotonic()
+
             gateway = connected_gateway(layout, identities, Path(workdir), broker.port)
             rss_start = rss_mib()
             rss_samples = [rss_start]
@@ -164,13 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_until(lambda: len(gateway.outbox) == 0, 60, "the outbox to drain")
             total_wall = time.monotonic() - started_wall
             total_cpu = cpu_seconds() - started_cpu
-            queued, delivered = gateway.outbox.stats.queued, gateway.outbox.stats.acked
-            dropped = gateway.outbox.stats.dropped_overflow + gateway.outbox.stats.dropped_expired
+            stats = gateway.outbox.stats
+            queued, delivered = stats.queued, stats.acked
+            dropped = stats.dropped_overflow + stats.dropped_expired
             events = gateway.core.stats.events
             gateway.link.stop()
             gateway.outbox.close()
         finally:
             broker.stop()
+            if builder.is_alive():
+                builder.terminate()
 
     high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_advert = total_cpu / count * 1e6
@@ -196,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'messages dropped (outbox overflow or expiry)':<58} {dropped:>16}")
     print(f"{'outbox drained after the last advert':<58} {total_wall - fed_wall:>15.2f} s")
     print(f"ratio gateway / core alone (CPU per advert): {per_advert / core_per_advert:.2f}")
+    print(
+        f"timeline from main(), s: imports done and broker up {broker_up - began:.1f}, "
+        f"first chunk of the stream {built - began:.1f}, all decoded {decoded - began:.1f}, "
+        f"reference done {referenced - began:.1f}, feed from {started_wall - began:.1f}, "
+        f"drained {started_wall + total_wall - began:.1f}, end {time.monotonic() - began:.1f}"
+    )
     return 0
 
 

@@ -5,18 +5,20 @@ three gateways, two store beacons) simulated for a whole day by
 ``gateway.sim.store.StoreSimulation`` and replayed through ``GatewayCore`` as
 fast as it goes: no real time, every timestamp comes from the simulation.
 
-The day is built as 24 consecutive simulated hours, each its own
-``StoreSimulation`` with its own start and seed, generated lazily one hour at a
-time (a simulation materialises and sorts its hour's records; nothing holds the
-day). A simulation puts arrivals in the first half of its duration, so within
-each hour phones walk in during the first 30 minutes; every visit is over
-before the hour ends (the longest route is about 15 minutes).
+The day is ``gateway.sim.day.store_day`` (the one ``nahfeld demo`` plays): 24
+consecutive simulated hours, each its own ``StoreSimulation`` with its own
+start and seed, generated lazily one hour at a time (a simulation materialises
+and sorts its hour's records; nothing holds the day). A simulation puts
+arrivals in the first half of its duration, so within each hour phones walk in
+during the first 30 minutes; every visit is over before the hour ends (the
+longest route is about 15 minutes).
 
 Visitors over the day follow an hourly traffic curve (quiet at night, peaks at
 lunch and after work): ``OPTED_IN`` opted-in phones advertising Eddystone-EID
 (each visiting once, in an hour drawn from the curve), ``ANONYMOUS`` phones
 sending manufacturer data, ``STRANGERS`` EID phones of other apps. Phones
-advertise once a second, beacons once a second: the realistic rate, no
+advertise once a second, beacons once a second (every tenth of a beacon's
+adverts its Eddystone-TLM telemetry): the realistic rate, no
 reduction was needed to stay well under a minute. The core's EID cache
 resolves through an ``EidTable`` of the opted-in identities, as ``nahfeld
 replay`` does; resolved EIDs are expired once a simulated minute, as the
@@ -55,66 +57,34 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import statistics
 import sys
 import time
 import tracemalloc
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway.ble.decode import decode_ad
-from gateway.ble.eid import EidIdentity, EidTable
+from gateway.ble.eid import EidTable
 from gateway.core import GatewayCore
-from gateway.layout import StoreLayout, load_layout
+from gateway.layout import load_layout
 from gateway.presence.events import PresenceEvent
 from gateway.recognise import EidCache
-from gateway.sim.store import StoreSimulation, demo_identities
+from gateway.sim.day import DAY_S, ExpectedVisit, check_visits, store_day
+from gateway.sim.store import demo_identities
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = ROOT / "firmware-config" / "stores" / "demo-store" / "layout.toml"
-HOUR_S = 3600.0
-DAY_S = 24 * HOUR_S
 #: visitors a day: a busy small store open around the clock
 OPTED_IN = 300
 ANONYMOUS = 2_700
 STRANGERS = 30
-#: relative traffic per hour of the day, 00:00 to 23:00 local time
-# fmt: off
-HOURLY_WEIGHTS = (
-    1, 1, 1, 1, 1, 2, 4, 8,           # night, early commuters
-    10, 10, 12, 14, 16, 14, 12, 12,   # morning, lunch peak, afternoon
-    14, 16, 16, 12, 8, 5, 3, 2,       # after work, evening
-)
-# fmt: on
-#: an enter may come a little before the phone stops at its spot (it walks in)
-ENTER_LEAD_S = 30.0
 #: --quick: two busy hours, so the check has visits to look at
 QUICK_FROM_HOUR = 11
 QUICK_HOURS = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedVisit:
-    token: str
-    zone: str
-    arrive: float
-    leave: float
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedHour:
-    """One hour of the day, its simulation not yet run (``records()`` does the work)."""
-
-    index: int  # 1-based: hour 1 is 00:00-01:00
-    sim: StoreSimulation
-    phones: int
-    opted_in: int
-    expected: list[ExpectedVisit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,95 +106,6 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def spread(total: int, weights: Sequence[int]) -> list[int]:
-    """``total`` split in proportion to ``weights`` (largest remainder: sums exactly)."""
-    raw = [total * w / sum(weights) for w in weights]
-    counts = [int(r) for r in raw]
-    by_remainder = sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True)
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def store_day(
-    layout: StoreLayout,
-    identities: Sequence[EidIdentity],
-    day_start: float,
-    hours: range,
-    seed: int,
-) -> Iterator[SimulatedHour]:
-    """Hours ``hours`` (0 is 00:00-01:00) of the day, each simulated only when asked for.
-
-    Visitors are spread over the whole day's curve first, so a shorter run is part
-    of the same day (its opted-in phones are those whose visit falls in it).
-    """
-    anonymous = spread(ANONYMOUS, HOURLY_WEIGHTS)
-    strangers = spread(STRANGERS, HOURLY_WEIGHTS)
-    picker = random.Random(seed)
-    by_hour: list[list[EidIdentity]] = [[] for _ in HOURLY_WEIGHTS]
-    for identity in identities:
-        by_hour[picker.choices(range(len(HOURLY_WEIGHTS)), HOURLY_WEIGHTS)[0]].append(identity)
-    opted_in = {identity.token for identity in identities}
-    for h in hours:
-        sim = StoreSimulation(
-            layout,
-            by_hour[h],
-            start=day_start + h * HOUR_S,
-            duration_s=HOUR_S,
-            anonymous_phones=anonymous[h],
-            stranger_eid_phones=strangers[h],
-            seed=seed * 1000 + h,
-        )
-        expected = [
-            ExpectedVisit(phone.identity.token, visit.zone, visit.arrive, visit.leave)
-            for phone in sim.phones
-            if phone.identity is not None and phone.identity.token in opted_in
-            for visit in phone.visits
-        ]
-        yield SimulatedHour(h + 1, sim, len(sim.phones), len(by_hour[h]), expected)
-
-
-def presences(events: Sequence[PresenceEvent]) -> dict[tuple[str, str], list[tuple[float, float]]]:
-    """(token, zone) → every presence as (enter time, exit time)."""
-    opened: dict[tuple[str, str], float] = {}
-    spans: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for event in events:
-        key = (event.device, event.zone)
-        if event.type == "enter":
-            opened[key] = event.ts
-        elif event.type == "exit" and key in opened:
-            spans[key].append((opened.pop(key), event.ts))
-    for key, entered in opened.items():  # the run ended first (flush closes all, normally)
-        spans[key].append((entered, float("inf")))
-    return spans
-
-
-def check_visits(
-    expected: Sequence[ExpectedVisit], events: Sequence[PresenceEvent]
-) -> tuple[list[ExpectedVisit], list[float], int]:
-    """Visits without an overlapping presence, enter latencies, and presences matching none."""
-    spans = presences(events)
-    missing: list[ExpectedVisit] = []
-    latencies: list[float] = []
-    used: set[tuple[str, str, float]] = set()
-    for visit in expected:
-        found = [
-            (entered, left)
-            for entered, left in spans.get((visit.token, visit.zone), [])
-            if entered <= visit.leave and left >= visit.arrive - ENTER_LEAD_S
-        ]
-        if not found:
-            missing.append(visit)
-            continue
-        entered = found[0][0]
-        used.update((visit.token, visit.zone, e) for e, _ in found)
-        latencies.append(entered - visit.arrive)
-    unmatched = sum(
-        1 for (token, zone), runs in spans.items() for e, _ in runs if (token, zone, e) not in used
-    )
-    return missing, latencies, unmatched
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,7 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for day, hour in (
         (d, h)
         for d in range(days)
-        for h in store_day(layout, identities, day_start + d * DAY_S, hours, args.seed + d)
+        for h in store_day(
+            layout,
+            identities,
+            day_start + d * DAY_S,
+            hours,
+            args.seed + d,
+            anonymous=ANONYMOUS,
+            strangers=STRANGERS,
+        )
     ):
         t0 = time.perf_counter()
         records = list(hour.sim.records())
@@ -290,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.collect()
         samples.append(
             HourSample(
-                day * 24 + hour.index,
+                day * 24 + hour.hour + 1,
                 adverts,
                 sum(core.stats.events.values()),
                 core.tracker.tracked,

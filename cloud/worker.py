@@ -61,13 +61,13 @@ def build_worker(
     with sessions() as session:
         secret = token_secret(session, settings.secret_bytes())
     table = EidResolverTable()
+    # the directory and the sync compare with rows the API stamped on the machine's clock;
+    # ``clock`` is the time of the store's events (a simulated one in ``nahfeld demo``)
     resolver = ResolverWorker(
-        ResolverService(
-            table, secret, DatabaseDirectory(sessions, settings.revocation_relay_s, clock)
-        ),
+        ResolverService(table, secret, DatabaseDirectory(sessions, settings.revocation_relay_s)),
         settings.bus(f"{settings.mqtt_client_id}-resolver-{name}"),
         clock,
-        sync=TableSync(sessions, table, clock, keep_revocations_s=settings.revocation_relay_s),
+        sync=TableSync(sessions, table, keep_revocations_s=settings.revocation_relay_s),
         advance_every_s=advance_every_s,
     )
     ingest = IngestWorker(settings.bus(f"{settings.mqtt_client_id}-ingest-{name}"))

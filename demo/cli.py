@@ -11,6 +11,30 @@ from pathlib import Path
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
+def opening_hours(text: str) -> tuple[int, int]:
+    """``8-20`` → (8, 20): whole hours, opening before closing, within the day."""
+    opening, sep, closing = text.partition("-")
+    try:
+        hours = int(opening), int(closing)
+    except ValueError:
+        hours = (-1, -1)
+    if not sep or not 0 <= hours[0] < hours[1] <= 24:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give whole hours OPEN-CLOSE, e.g. 8-20 (0 <= OPEN < CLOSE <= 24)"
+        )
+    return hours
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+    return value
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import logging
 
@@ -26,9 +50,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     options = DemoOptions(
         layout=args.layout,
+        opening_hour=args.hours[0],
+        closing_hour=args.hours[1],
+        speed=args.speed,
         duration_s=args.duration,
         phones=args.phones,
         anonymous_phones=args.anonymous,
+        stranger_phones=args.other_app,
         forever=args.forever,
         live=not args.no_live,
         broker=args.broker,
@@ -74,24 +102,47 @@ def add_demo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "demo",
         help="the whole loop on simulated radio: broker, cloud, gateways, phones",
         description="Run an embedded MQTT broker (or use --broker), the cloud on SQLite with a "
-        "seeded retailer, the store's gateways fed a scripted visit of opted-in, unknown and "
-        "anonymous phones, and reference app clients that print each offer as it arrives. "
-        "Ends with a summary (exit 1 if no phone received an offer).",
+        "seeded retailer, the store's gateways fed a scripted store day (opted-in phones, "
+        "phones of another app, anonymous phones, store beacons with telemetry) played "
+        "faster than real time, and reference app clients that print each offer as it "
+        "arrives. Ends with a summary (exit 1 if no phone received an offer).",
     )
     demo.add_argument(
-        "--duration",
-        type=float,
-        default=150.0,
-        metavar="S",
-        help="seconds of store visit to play (default 150)",
+        "--hours",
+        type=opening_hours,
+        default=(8, 20),
+        metavar="OPEN-CLOSE",
+        help="the store's opening hours, the day played (default 8-20)",
     )
     demo.add_argument(
-        "--phones", type=int, default=4, metavar="N", help="opted-in phones (default 4)"
+        "--speed",
+        type=positive_float,
+        default=300.0,
+        metavar="X",
+        help="store seconds per real second (default 300: a 12-hour day in 2.4 minutes)",
     )
     demo.add_argument(
-        "--anonymous", type=int, default=6, metavar="N", help="anonymous phones (default 6)"
+        "--phones",
+        type=int,
+        default=6,
+        metavar="N",
+        help="opted-in app users, each visiting once a day (default 6)",
     )
-    demo.add_argument("--forever", action="store_true", help="play visit after visit until Ctrl-C")
+    demo.add_argument(
+        "--anonymous",
+        type=int,
+        default=240,
+        metavar="N",
+        help="visitors a day without the app (default 240)",
+    )
+    demo.add_argument(
+        "--other-app",
+        type=int,
+        default=4,
+        metavar="N",
+        help="visitors a day whose phone advertises another app's EIDs (default 4)",
+    )
+    demo.add_argument("--forever", action="store_true", help="play day after day until Ctrl-C")
     demo.add_argument("--no-live", action="store_true", help="no live view, only the log lines")
     demo.add_argument(
         "--broker",
@@ -103,7 +154,14 @@ def add_demo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="the store's first gateway listens to this machine's Bluetooth adapter (BlueZ) "
         "instead of the simulation; each opted-in phone's EID identity is printed, to set up "
-        "a real beacon or phone as that phone",
+        "a real beacon or phone as that phone; real time",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=150.0,
+        metavar="S",
+        help="with --ble: seconds to listen to the radio (default 150)",
     )
     demo.add_argument(
         "--layout",

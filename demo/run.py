@@ -4,12 +4,16 @@ The parts are the real ones, wired as in a store: the cloud API (uvicorn, on
 SQLite in a temporary directory) with its ruleset publisher, one cloud worker
 (resolver and ingestion), the store's gateways (the daemon's own ``Gateway``
 with its SQLite outbox and MQTT link), and reference app clients that opted in
-through the app API. Only the radio is simulated: a scripted store visit
-(``gateway.sim.store``) in which the opted-in phones advertise the EIDs their
-app computes, beside anonymous phones, an EID app the store does not know and
-the store's own beacons; each advert is handed to the gateway that heard it,
-in real time. Offers reach the phones over MQTT and are printed as they
-arrive; a live view shows presence per zone and the funnel.
+through the app API. Only the radio is simulated: a scripted store day
+(``gateway.sim.day``: opening to closing, visitors along a traffic curve) in
+which the opted-in phones advertise the EIDs their app computes, beside
+anonymous phones, EID phones of an app the store does not know and the store's
+beacons with their telemetry; each advert is handed to the gateway that heard
+it. The day runs ``speed`` times faster than real time on a
+``SimulatedClock`` that the gateways and the cloud worker both read, so dwell
+times, EID rotation, offer expiry and daily caps all happen in store time.
+Offers reach the phones over MQTT and are printed as they arrive; a live view
+shows the store's time, presence per zone, the funnel and the store beacons.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -35,24 +41,31 @@ from rich.table import Table
 from cloud.api.app import create_app
 from cloud.db.engine import make_engine, make_sessionmaker
 from cloud.db.migrate import upgrade
+from cloud.resolver.tokens import install_of_token
+from cloud.resolver.worker import ADVANCE_EVERY_S
 from cloud.services.auth import Role, bootstrap_api_key
+from cloud.services.installs import token_secret
 from cloud.settings import CloudSettings
 from cloud.worker import build_worker
 from gateway.ble.decode import Decoded, decode_ad
 from gateway.contract import (
     ROOT,
+    BeaconHealth,
     ContractError,
     OfferPush,
     PresenceEventMessage,
     parse_message,
     store_topic,
 )
-from gateway.daemon import RESOLVE_INTERVAL_S, Gateway
+from gateway.daemon import HOUSEKEEPING_INTERVAL_S, RESOLVE_INTERVAL_S, Gateway
 from gateway.layout import StoreLayout, load_layout
 from gateway.mqtt_session import MqttProtocol, new_client
+from gateway.presence.events import PresenceEvent
 from gateway.scanner import Advert, Scanner, ScannerConfig
 from gateway.settings import GatewaySettings, MqttSettings
-from gateway.sim.store import SimRecord, StoreSimulation
+from gateway.sim.clock import SimulatedClock
+from gateway.sim.day import DAY_S, HOUR_S, ExpectedVisit, SimulatedHour, check_visits, store_day
+from gateway.sim.store import SimRecord
 
 from .app_client import AppClient
 from .broker import EmbeddedBroker, free_port
@@ -61,32 +74,66 @@ from .scenario import CAMPAIGNS, TENANT, seed
 log = logging.getLogger(__name__)
 
 DEFAULT_LAYOUT = Path("firmware-config/stores/demo-store/layout.toml")
+#: an advert this close to its time (real seconds) is fed without sleeping
+FEED_SLACK_S = 0.005
+#: adverts fed between two chances for the event loop's other work when behind
+FEED_YIELD_EVERY = 200
+#: decoded payloads kept (phones and beacons repeat theirs; TLM frames never do)
+DECODED_CACHE = 4096
+
+
+def _records_of(hour: SimulatedHour) -> list[SimRecord]:
+    return list(hour.sim.records())
 
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     layout: Path = DEFAULT_LAYOUT
-    duration_s: float = 150.0
-    phones: int = 4
-    anonymous_phones: int = 6
-    stranger_phones: int = 1
+    #: the store's opening hours (local time, whole hours): the day that is replayed
+    opening_hour: int = 8
+    closing_hour: int = 20
+    #: simulated seconds per real second (300: a 12-hour day in 2 minutes 24)
+    speed: float = 300.0
+    #: opted-in app users, each visiting once a day
+    phones: int = 6
+    #: visitors a day without the app, and with another app's EIDs
+    anonymous_phones: int = 240
+    stranger_phones: int = 4
     forever: bool = False
     live: bool = True
     #: "host:port" of a broker that speaks MQTT 5 (Mosquitto); None: the embedded one
     broker: str | None = None
     #: the layout's first gateway listens to this machine's real radio (bleak on BlueZ)
-    #: instead of the simulation; the others stay silent
+    #: in real time, for ``duration_s``, instead of the simulated day
     ble: bool = False
+    duration_s: float = 150.0
     seed: int = 7
 
 
 @dataclass(slots=True)
 class DemoSummary:
     adverts: int = 0
+    days: int = 0
+    visitors: int = 0
     presence: Counter[str] = field(default_factory=Counter)
     offers: dict[str, list[str]] = field(default_factory=dict)
     redeemed: int = 0
     funnel: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: opted-in phones' zone visits in the script, and those without their enter event
+    expected_visits: list[ExpectedVisit] = field(default_factory=list)
+    missed_visits: list[ExpectedVisit] = field(default_factory=list)
+    #: how far the adverts fell behind the simulated clock at worst (simulated seconds)
+    worst_lag_s: float = 0.0
+
+
+def first_day(now: float, timezone: str, opening_hour: int) -> float:
+    """Midnight (unix time) of the next day the store opens: today if it has not
+    opened yet, else tomorrow. Offers are valid into the future, so the till can
+    redeem them while the day plays."""
+    zone = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(now, zone)
+    day = local.date() if local.hour < opening_hour else local.date() + timedelta(days=1)
+    return datetime.combine(day, datetime.min.time(), zone).timestamp()
 
 
 class PresenceBoard:
@@ -96,6 +143,7 @@ class PresenceBoard:
     def __init__(self, host: str, port: int, protocol: MqttProtocol) -> None:
         self.zones: dict[str, set[str]] = {}
         self.counts: Counter[str] = Counter()
+        self.events: list[PresenceEvent] = []
         self._lock = threading.Lock()
         self.client = new_client("demo-presence-board", protocol, persistent=False)
         self.client.on_message = self._on_message
@@ -112,7 +160,11 @@ class PresenceBoard:
             return
         if not isinstance(message, PresenceEventMessage):
             return
+        event = PresenceEvent(
+            message.ts, message.type, message.store, message.zone, message.token, message.gateway
+        )
         with self._lock:
+            self.events.append(event)
             self.counts[message.type] += 1
             present = self.zones.setdefault(message.zone, set())
             if message.type == "exit":
@@ -123,6 +175,10 @@ class PresenceBoard:
     def snapshot(self) -> tuple[dict[str, int], Counter[str]]:
         with self._lock:
             return {zone: len(tokens) for zone, tokens in self.zones.items()}, Counter(self.counts)
+
+    def history(self) -> list[PresenceEvent]:
+        with self._lock:
+            return list(self.events)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -139,6 +195,19 @@ class Demo:
         self.apps: list[AppClient] = []
         self._decoded: dict[bytes, Decoded] = {}
         self._funnel: dict[str, dict[str, object]] = {}
+        self._token_secret: bytes | None = None
+        self.midnight = first_day(time.time(), self.layout.timezone, options.opening_hour)
+        #: store time; None with ``ble`` (the real radio lives in real time)
+        self.clock: SimulatedClock | None = None
+        if not options.ble:
+            if not 0 <= options.opening_hour < options.closing_hour <= 24:
+                raise ValueError(
+                    f"opening hours {options.opening_hour}-{options.closing_hour}: "
+                    "need 0 <= opening < closing <= 24"
+                )
+            self.clock = SimulatedClock(
+                self.midnight + options.opening_hour * HOUR_S, options.speed
+            )
 
     # ------------------------------------------------------------ the parts
 
@@ -200,8 +269,6 @@ class Demo:
             upgrade(url)
             engine = make_engine(url)
             stack.callback(engine.dispose)
-            with make_sessionmaker(engine)() as session:
-                admin_key = bootstrap_api_key(session, TENANT, Role.ADMIN, "demo")[1]
             settings = CloudSettings(
                 database_url=url,
                 mqtt_host=host,
@@ -210,10 +277,18 @@ class Demo:
                 mqtt_protocol=protocol,
                 mqtt_session_expiry_s=0,
             )
+            with make_sessionmaker(engine)() as session:
+                admin_key = bootstrap_api_key(session, TENANT, Role.ADMIN, "demo")[1]
+                self._token_secret = token_secret(session, settings.secret_bytes())
             base_url = stack.enter_context(self._api(settings))
             http = stack.enter_context(httpx.Client(base_url=base_url, timeout=10))
             seed(http, admin_key, self.layout)
-            worker = build_worker(settings, name="demo")
+            worker = build_worker(
+                settings,
+                name="demo",
+                clock=self.clock.time if self.clock else time.time,
+                advance_every_s=self._real_interval(ADVANCE_EVERY_S, 0.5),
+            )
             worker.start()
             stack.callback(worker.stop)
             self._start_apps(http, admin_key, host, port, protocol)
@@ -226,7 +301,7 @@ class Demo:
                 f"[bold]Nahfeld demo[/]: cloud at {base_url}, broker {host}:{port} "
                 f"(MQTT {protocol}), store {self.layout.store} with "
                 f"{len(self.gateways)} gateways, {len(self.apps)} opted-in phones, "
-                f"{self.options.anonymous_phones} anonymous"
+                f"{self.options.anonymous_phones} anonymous visitors a day"
             )
             asyncio.run(self._play(http, admin_key, board))
             self.summary.presence = board.snapshot()[1]
@@ -283,7 +358,14 @@ class Demo:
                 mqtt=MqttSettings(host=host, port=port, protocol=protocol),
                 flush_s=0.1,
             )
-            self.gateways[spec.id] = Gateway(settings, self.layout, version="demo")
+            clock = self.clock
+            self.gateways[spec.id] = Gateway(
+                settings,
+                self.layout,
+                version="demo",
+                wall_clock=clock.time if clock else time.time,
+                monotonic_clock=clock.monotonic if clock else time.monotonic,
+            )
 
     def _stop_gateways(self) -> None:
         for gateway in self.gateways.values():
@@ -292,18 +374,11 @@ class Demo:
 
     # ------------------------------------------------------------ the store's day
 
-    def _simulation(self, start: float, round_: int) -> list[SimRecord]:
-        identities = [app.eid_identity() for app in self.apps]
-        sim = StoreSimulation(
-            self.layout,
-            identities,
-            start=start,
-            duration_s=self.options.duration_s,
-            anonymous_phones=self.options.anonymous_phones,
-            stranger_eid_phones=self.options.stranger_phones,
-            seed=self.options.seed + round_,
-        )
-        return list(sim.records())
+    def _real_interval(self, store_s: float, floor_s: float) -> float:
+        """A periodic job's interval in real seconds: the daemon's interval in store time,
+        but no more often than ``floor_s`` (at 300x a store second lasts 3 ms)."""
+        speed = self.clock.speed if self.clock else 1.0
+        return max(floor_s, store_s / speed)
 
     async def _play(self, http: httpx.Client, admin_key: str, board: PresenceBoard) -> None:
         loop = asyncio.get_running_loop()
@@ -314,26 +389,27 @@ class Demo:
             lambda: all(g.engine is not None for g in self.gateways.values()), 15
         ):
             raise RuntimeError("the gateways got no ruleset from the cloud within 15 s")
-        jobs = [asyncio.create_task(self._every(RESOLVE_INTERVAL_S, self._resolve))]
-        jobs.append(asyncio.create_task(self._every(1.0, self._housekeeping)))
-        live = Live(self._view(board), console=self.console, refresh_per_second=2)
+        jobs = [
+            asyncio.create_task(
+                self._every(self._real_interval(RESOLVE_INTERVAL_S, 0.02), self._resolve)
+            ),
+            asyncio.create_task(
+                self._every(self._real_interval(HOUSEKEEPING_INTERVAL_S, 0.05), self._housekeeping)
+            ),
+        ]
+        live = Live(self._view(board), console=self.console, refresh_per_second=4)
         if self.options.live:
             live.start()
             jobs.append(
                 asyncio.create_task(
-                    self._every(1.0, lambda: self._refresh(live, http, admin_key, board))
+                    self._every(0.5, lambda: self._refresh(live, http, admin_key, board))
                 )
             )
         try:
-            if self.options.ble:
+            if self.clock is None:
                 await self._listen_to_the_radio()
-            round_ = 0
-            while not self.options.ble:
-                start = time.time() + 0.5
-                await self._feed(self._simulation(start, round_))
-                round_ += 1
-                if not self.options.forever:
-                    break
+            else:
+                await self._play_days(self.clock)
             # the last offers: outboxes drain, the worker decides, the phones receive
             await self._until(lambda: all(len(g.outbox) == 0 for g in self.gateways.values()), 10)
             await asyncio.sleep(2.0)
@@ -343,6 +419,79 @@ class Demo:
             if self.options.live:
                 self._refresh(live, http, admin_key, board)
                 live.stop()
+        if self.clock is not None:
+            seen = self._by_install(board.history())
+            self.summary.missed_visits = check_visits(self.summary.expected_visits, seen)[0]
+
+    def _by_install(self, events: list[PresenceEvent]) -> list[PresenceEvent]:
+        """The events with each store token opened to the install it stands for, as only
+        the cloud (which holds the token key) can: to check them against the script."""
+        assert self._token_secret is not None
+        store = self.layout.store
+        return [
+            replace(e, device=install_of_token(self._token_secret, store, e.device) or e.device)
+            for e in events
+        ]
+
+    async def _play_days(self, clock: SimulatedClock) -> None:
+        """The store's day, opening to closing, and with ``forever`` the next one (the
+        night skipped)."""
+        options = self.options
+        identities = [app.eid_identity() for app in self.apps]
+        open_hours = range(options.opening_hour, options.closing_hour)
+        midnight = self.midnight
+        while True:
+            day = store_day(
+                self.layout,
+                identities,
+                midnight,
+                open_hours,
+                options.seed + self.summary.days,
+                anonymous=options.anonymous_phones,
+                strangers=options.stranger_phones,
+                open_hours=open_hours,
+            )
+            await self._play_day(clock, list(day))
+            self.summary.days += 1
+            if not options.forever:
+                return
+            midnight += DAY_S
+            clock.skip_to(midnight + options.opening_hour * HOUR_S)
+
+    async def _play_day(self, clock: SimulatedClock, hours: list[SimulatedHour]) -> None:
+        """Each hour's adverts are simulated on a worker thread while the hour before
+        is being played."""
+        upcoming = asyncio.create_task(asyncio.to_thread(_records_of, hours[0]))
+        for n, hour in enumerate(hours):
+            records = await upcoming
+            if n + 1 < len(hours):
+                upcoming = asyncio.create_task(asyncio.to_thread(_records_of, hours[n + 1]))
+            self.summary.visitors += hour.phones
+            self.summary.expected_visits.extend(hour.expected)
+            await self._feed(clock, records)
+        closing = hours[-1].sim.start + HOUR_S
+        await asyncio.sleep(max(0.0, clock.real_seconds_until(closing)))
+        clock.reach(closing)
+
+    async def _feed(self, clock: SimulatedClock, records: list[SimRecord]) -> None:
+        """Hand each advert to its gateway when store time reaches it."""
+        for n, record in enumerate(records):
+            wait = clock.real_seconds_until(record.ts)
+            if wait > FEED_SLACK_S:
+                await asyncio.sleep(wait)
+            elif n % FEED_YIELD_EVERY == 0:
+                # behind or on time: still let the MQTT messages and jobs in
+                self.summary.worst_lag_s = max(self.summary.worst_lag_s, -wait * clock.speed)
+                await asyncio.sleep(0)
+            decoded = self._decoded.get(record.ad)
+            if decoded is None:
+                decoded = decode_ad(record.ad)
+                if len(self._decoded) < DECODED_CACHE:  # TLM frames are all different
+                    self._decoded[record.ad] = decoded
+            advert = Advert(time.monotonic(), record.ts, record.address, record.rssi, decoded)
+            clock.reach(record.ts)
+            self.gateways[record.gateway].on_advert(advert)
+            self.summary.adverts += 1
 
     async def _listen_to_the_radio(self) -> None:
         """The real radio for the layout's first gateway, for the duration (or until Ctrl-C
@@ -369,18 +518,6 @@ class Demo:
             stop.set()
             await scanning
         self.summary.adverts = scanner.stats.adverts
-
-    async def _feed(self, records: list[SimRecord]) -> None:
-        for record in records:
-            delay = record.ts - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            decoded = self._decoded.get(record.ad)
-            if decoded is None:
-                decoded = self._decoded.setdefault(record.ad, decode_ad(record.ad))
-            advert = Advert(time.monotonic(), record.ts, record.address, record.rssi, decoded)
-            self.gateways[record.gateway].on_advert(advert)
-            self.summary.adverts += 1
 
     def _resolve(self) -> None:
         for gateway in self.gateways.values():
@@ -447,12 +584,57 @@ class Demo:
             )
         events = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none yet"
         return Group(
-            zones, funnel, f"adverts fed {self.summary.adverts}; presence events: {events}"
+            self._store_time(),
+            zones,
+            funnel,
+            f"adverts fed {self.summary.adverts}; presence events: {events}",
+            f"store beacons: {self._beacons()}",
+        )
+
+    def _store_time(self) -> str:
+        if self.clock is None:
+            return "store time: real time (the radio)"
+        local = datetime.fromtimestamp(self.clock.time(), ZoneInfo(self.layout.timezone))
+        return (
+            f"store time {local:%a %d %b %H:%M} ({self.layout.timezone}), "
+            f"{self.clock.speed:g}x real time; open "
+            f"{self.options.opening_hour:02d}:00-{self.options.closing_hour:02d}:00"
+        )
+
+    def _beacons(self) -> str:
+        """Each store beacon as the gateway that heard it last reports it (TLM battery)."""
+        now = self.clock.time() if self.clock else time.time()
+        best: dict[str, BeaconHealth] = {}
+        for gateway in self.gateways.values():
+            for health in gateway.fleet_report(now).beacons:
+                known = best.get(health.beacon)
+                if known is None or (health.last_seen or 0.0) > (known.last_seen or 0.0):
+                    best[health.beacon] = health
+        return (
+            ", ".join(
+                f"{h.beacon} {h.status}"
+                + (f" {h.battery_mv:,} mV" if h.battery_mv is not None else "")
+                for h in best.values()
+            )
+            or "none in the layout"
         )
 
     def _print_summary(self) -> None:
         s = self.summary
         received = sum(len(titles) for titles in s.offers.values())
+        if self.clock is not None:
+            self.console.print(
+                f"[bold]Store day{'s' if s.days != 1 else ''}[/]: {s.days} played at "
+                f"{self.clock.speed:g}x ({self.options.opening_hour:02d}:00-"
+                f"{self.options.closing_hour:02d}:00 {self.layout.timezone}), "
+                f"{s.visitors} visitors; adverts fell behind store time by at most "
+                f"{s.worst_lag_s:.1f} s"
+            )
+            seen = len(s.expected_visits) - len(s.missed_visits)
+            self.console.print(
+                f"opted-in phones stopped in a zone {len(s.expected_visits)} times; "
+                f"{seen} of those visits have their enter event"
+            )
         self.console.print(
             f"[bold]Summary[/]: {s.adverts} adverts; presence events "
             f"{dict(sorted(s.presence.items()))}; {received} offers received by "

@@ -65,7 +65,7 @@ def rules(store: str) -> list[dict[str, Any]]:
             "id": "runners-at-shoe-wall",
             "store": store,
             "offer": "runner-2for1",
-            "trigger": {"type": "dwell", "zones": ["shoes"], "dwell_s": 20},
+            "trigger": {"type": "dwell", "zones": ["shoes"], "dwell_s": 30},
             "caps": {"per_user_per_day": 1, "cooldown_s": 600},
         },
         {

@@ -57,6 +57,7 @@ from .settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 RESOLVE_INTERVAL_S = 0.2
+HOUSEKEEPING_INTERVAL_S = 1.0
 FLEET_INTERVAL_S = 60.0
 MAX_USERS = 50_000
 MAX_BEACON_ADDRESSES = 4096
@@ -71,7 +72,17 @@ def _new_id() -> str:
 class Gateway:
     """One running gateway: state, wiring and the periodic jobs."""
 
-    def __init__(self, settings: GatewaySettings, layout: StoreLayout, version: str = "") -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        layout: StoreLayout,
+        version: str = "",
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``wall_clock`` and ``monotonic_clock`` are the machine's; a simulation running
+        faster than real time (``nahfeld demo``) passes its own pair."""
         self.settings = settings
         self.layout = layout
         self.started = time.monotonic()
@@ -90,8 +101,8 @@ class Gateway:
         self.rejected_rulesets = 0
         self.stale_rulesets = 0
         self.clock_steps = ClockStepDetector()
-        self.wall_clock: Callable[[], float] = time.time
-        self.monotonic_clock: Callable[[], float] = time.monotonic
+        self.wall_clock = wall_clock
+        self.monotonic_clock = monotonic_clock
         self._load_cached_ruleset()
         self.events_topic = gateway_topic(settings.store, settings.gateway, "events")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -108,6 +119,7 @@ class Gateway:
             on_message=self._from_paho,
             version=version,
             flush_interval_s=settings.flush_s,
+            clock=wall_clock,
         )
 
     # ------------------------------------------------------------ adverts (loop thread)
@@ -174,7 +186,7 @@ class Gateway:
     def publish_fleet(self) -> None:
         if not self.layout.beacons:
             return
-        report = self.fleet_report(time.time())
+        report = self.fleet_report(self.wall_clock())
         for beacon in report.beacons:
             if beacon.status != "ok":
                 log.warning("store beacon %s: %s", beacon.beacon, beacon.status)
@@ -197,7 +209,7 @@ class Gateway:
             rows.append((message.event_id, self.events_topic, encode(message), None))
             if self.engine is not None:
                 rows.append(self._decide(event, message.event_id))
-        self.outbox.put_many(rows, now=time.time())
+        self.outbox.put_many(rows, now=self.wall_clock())
         self.link.notify()
 
     def _decide(
@@ -280,10 +292,18 @@ class Gateway:
             log.error("ruleset v%s refused, keeping the previous one: %s", ruleset.version, exc)
             return
         if self.engine is None:
-            self.engine = OfferEngine(body)
+            thresholds = self.core.tracker.params.dwell_thresholds_s
+            self.engine = OfferEngine(body, dwell_thresholds_s=thresholds)
         else:
             self.engine.apply(body)
-        self.ruleset_received = time.time()
+        for rule in self.engine.unreachable:
+            log.warning(
+                "rule %s waits for a dwell longer than this store's longest dwell threshold "
+                "(%g s, layout's dwell_thresholds_s): it cannot fire",
+                rule,
+                max(self.engine.dwell_thresholds_s, default=0),
+            )
+        self.ruleset_received = self.wall_clock()
         log.info("ruleset v%s applied: %d rules", body.version, len(body.rules))
         if persist:
             tmp = self.ruleset_cache.with_suffix(".tmp")
@@ -309,7 +329,7 @@ class Gateway:
                 request_id=_new_id(),
                 store=self.settings.store,
                 gateway=self.settings.gateway,
-                ts=time.time(),
+                ts=self.wall_clock(),
                 eids=eids[start : start + 512],
             )
             topic = gateway_topic(self.settings.store, self.settings.gateway, "resolve")
@@ -323,7 +343,7 @@ class Gateway:
         beat = Heartbeat(
             store=self.settings.store,
             gateway=self.settings.gateway,
-            ts=time.time(),
+            ts=self.wall_clock(),
             uptime_s=time.monotonic() - self.started,
             adverts_per_s=round(rate, 1),
             devices_tracked=self.core.tracker.tracked,
@@ -394,7 +414,7 @@ async def run_gateway(
     scheduler = AsyncIOScheduler(event_loop=loop)
     scheduler.add_job(gateway.resolve_pending, "interval", seconds=RESOLVE_INTERVAL_S)
     scheduler.add_job(gateway.heartbeat, "interval", seconds=settings.heartbeat_s)
-    scheduler.add_job(gateway.housekeeping, "interval", seconds=1.0)
+    scheduler.add_job(gateway.housekeeping, "interval", seconds=HOUSEKEEPING_INTERVAL_S)
     scheduler.add_job(gateway.publish_fleet, "interval", seconds=FLEET_INTERVAL_S)
     scheduler.add_job(lambda: notify("WATCHDOG=1"), "interval", seconds=5.0)
     gateway.link.start()

@@ -12,15 +12,17 @@ trigger.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from ..presence.events import PresenceEvent
+from ..presence.zones import TrackerParams
 from .rules import Rule, RulesetBody
 
 NO_MATCHING_RULE = "no_matching_rule"
+DEFAULT_DWELL_THRESHOLDS_S = TrackerParams().dwell_thresholds_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,30 +55,62 @@ class CapState:
     sent_at: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-def _trigger_matches(rule: Rule, event: PresenceEvent) -> bool:
+def _trigger_matches(rule: Rule, dwell_at: float | None, event: PresenceEvent) -> bool:
     trigger = rule.trigger
     if trigger.type != event.type or event.zone not in trigger.zones:
         return False
     if trigger.type == "dwell":
-        return event.dwell_s is not None and trigger.dwell_s == event.dwell_s
+        return event.dwell_s is not None and event.dwell_s == dwell_at
     return True
 
 
+def dwell_event_for(dwell_s: float, thresholds_s: Sequence[float]) -> float | None:
+    """The dwell event a rule of ``dwell_s`` fires on: the tracker reports dwell only at
+    the store's thresholds, so the first one at or past ``dwell_s`` (once per visit);
+    ``None`` when the visit never gets that long in the tracker's eyes."""
+    return min((t for t in thresholds_s if t >= dwell_s), default=None)
+
+
 class OfferEngine:
-    """Decides per presence event; ``apply`` a new ruleset atomically at any time."""
+    """Decides per presence event; ``apply`` a new ruleset atomically at any time.
 
-    __slots__ = ("_ordered", "_tz", "caps", "ruleset")
+    ``dwell_thresholds_s`` are the store's (the layout's): the only dwell times the
+    tracker reports."""
 
-    def __init__(self, ruleset: RulesetBody, caps: CapState | None = None) -> None:
+    __slots__ = ("_ordered", "_tz", "caps", "dwell_thresholds_s", "ruleset", "unreachable")
+
+    def __init__(
+        self,
+        ruleset: RulesetBody,
+        caps: CapState | None = None,
+        dwell_thresholds_s: Sequence[float] = DEFAULT_DWELL_THRESHOLDS_S,
+    ) -> None:
         self.caps = caps or CapState()
         self.ruleset = ruleset
-        self._ordered: tuple[Rule, ...] = ()
+        self.dwell_thresholds_s = tuple(dwell_thresholds_s)
+        self._ordered: tuple[tuple[Rule, float | None], ...] = ()
+        #: dwell rules that can never fire here (longer than the longest threshold)
+        self.unreachable: tuple[str, ...] = ()
         self._tz = ZoneInfo(ruleset.timezone)
         self.apply(ruleset)
 
     def apply(self, ruleset: RulesetBody) -> None:
         """Swap in a validated ruleset; cap state carries over."""
-        self._ordered = tuple(sorted(ruleset.rules, key=lambda r: (-r.priority, r.id)))
+        ordered = sorted(ruleset.rules, key=lambda r: (-r.priority, r.id))
+        self._ordered = tuple(
+            (
+                rule,
+                dwell_event_for(rule.trigger.dwell_s, self.dwell_thresholds_s)
+                if rule.trigger.dwell_s is not None
+                else None,
+            )
+            for rule in ordered
+        )
+        self.unreachable = tuple(
+            rule.id
+            for rule, dwell_at in self._ordered
+            if rule.trigger.type == "dwell" and dwell_at is None
+        )
         self._tz = ZoneInfo(ruleset.timezone)
         self.ruleset = ruleset
 
@@ -89,8 +123,8 @@ class OfferEngine:
         """Pick the offer for ``event`` and record it against the caps, or say why not."""
         local = datetime.fromtimestamp(event.ts, UTC).astimezone(self._tz)
         first_reason: str | None = None
-        for rule in self._ordered:
-            if not _trigger_matches(rule, event):
+        for rule, dwell_at in self._ordered:
+            if not _trigger_matches(rule, dwell_at, event):
                 continue
             reason = self._suppression(rule, event, user, stock, local)
             if reason is None:

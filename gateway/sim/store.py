@@ -3,6 +3,9 @@
 Used for the sample capture, the demo and the benchmarks, never by the
 daemon's real path. Gateways stand on a line ``GATEWAY_SPACING_M`` apart; a
 phone walks at walking pace to each zone of its route, lingers, and leaves.
+Store beacons send their iBeacon frame and, every ``tlm_every``-th advert, their
+Eddystone-TLM telemetry from the same address (the layout's ``*-ibeacon-tlm``
+profiles).
 RSSI follows the same log-distance model the tracker inverts, plus Gaussian
 noise and occasional body shadowing, so the tracker has real work to do.
 """
@@ -28,6 +31,11 @@ SHADOW_DB = 12.0
 APPLE = 0x004C
 EDDYSTONE_UUID16_LE = b"\xaa\xfe"
 FLAGS = bytes.fromhex("020106")
+#: store beacons' telemetry: the first beacon's battery, the next three a little lower each
+BEACON_BATTERY_MV = 3000
+BEACON_BATTERY_STEP_MV = 250
+BEACON_TEMPERATURE_C = 21.5
+BEACON_UPTIME_S = 86_400.0 * 40  # installed some weeks ago
 
 
 def ad_structure(ad_type: int, payload: bytes) -> bytes:
@@ -119,9 +127,11 @@ class StoreSimulation:
         stranger_eid_phones: int = 0,
         beacon_interval_s: float = 1.0,
         phone_interval_s: float = 1.0,
+        tlm_every: int = 10,
         seed: int = 7,
     ) -> None:
         self.layout = layout
+        self.tlm_every = tlm_every
         self.start = start
         self.duration_s = duration_s
         self.phone_interval_s = phone_interval_s
@@ -224,9 +234,17 @@ class StoreSimulation:
                 beacon.ibeacon.uuid.bytes, beacon.ibeacon.major, beacon.ibeacon.minor
             )
             address = self._address()
+            voltage_mv = BEACON_BATTERY_MV - BEACON_BATTERY_STEP_MV * (i % 4)
             t = self.start + self.rng.uniform(0, self.beacon_interval_s)
+            sent = 0
             while t <= end:
-                self._hear(out, t, position, ad, address)
+                sent += 1
+                if self.tlm_every and sent % self.tlm_every == 0:
+                    uptime = BEACON_UPTIME_S + t - self.start
+                    tlm = tlm_advert(voltage_mv, BEACON_TEMPERATURE_C, sent, uptime)
+                    self._hear(out, t, position, tlm, address)
+                else:
+                    self._hear(out, t, position, ad, address)
                 t += self.beacon_interval_s
         out.sort(key=lambda r: (r.ts, r.gateway))
         yield from out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import subprocess
 import sys
 import time
@@ -23,16 +24,33 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ROOT / "firmware-config" / "stores" / "demo-store" / "layout.toml"
 
 
-@pytest.mark.timeout(240)  # a minute of store visit played in real time, plus set-up
-def test_the_demo_delivers_offers_and_the_funnel_counts_them() -> None:
+@pytest.mark.timeout(240)
+def test_the_demo_plays_a_store_day_delivers_offers_and_shows_them_live() -> None:
+    """Two busy hours of the store's day at 600x through the real parts: every opted-in
+    visit in the script is seen, the funnel the cloud reports is what the phones saw,
+    and the live view shows store time, presence per zone, that funnel and the store
+    beacons' telemetry."""
     output = io.StringIO()
-    options = DemoOptions(layout=LAYOUT, duration_s=60, phones=3, anonymous_phones=4, live=False)
-    summary = Demo(options, Console(file=output, width=120)).run()
+    options = DemoOptions(
+        layout=LAYOUT,
+        opening_hour=11,
+        closing_hour=13,
+        speed=600,
+        phones=3,
+        anonymous_phones=20,
+        stranger_phones=2,
+    )
+    console = Console(file=output, width=120, force_terminal=True, color_system=None)
+    summary = Demo(options, console).run()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
 
     received = sum(len(titles) for titles in summary.offers.values())
-    assert received >= 1, output.getvalue()
-    assert summary.adverts > 300
-    assert summary.presence["enter"] >= 1
+    assert received >= 1, text
+    assert summary.days == 1
+    assert summary.visitors == 3 + 20 + 2
+    assert summary.expected_visits, "the script had no opted-in phone stop in a zone"
+    assert summary.missed_visits == [], text
+    assert summary.presence["enter"] >= len(summary.expected_visits)
     totals = {
         step: sum(int(str(row[step])) for row in summary.funnel.values())
         for step in ("sent", "delivered", "opened", "redeemed")
@@ -44,7 +62,19 @@ def test_the_demo_delivers_offers_and_the_funnel_counts_them() -> None:
         "opened": received,
         "redeemed": summary.redeemed,
     }
-    assert "received:" in output.getvalue() and "Summary" in output.getvalue()
+    assert "received:" in text and "Summary" in text
+
+    # the live view's last frame
+    frame = text[text.rindex("presence per zone") :]
+    assert "store time" in text and "600x real time" in text
+    for zone in ("entrance", "shoes", "checkout"):
+        assert re.search(rf"│ {zone} +│ +0 │", frame), frame  # all gone at closing time
+    for campaign, row in summary.funnel.items():
+        cells = [row[k] for k in ("triggered", "sent", "delivered", "opened", "redeemed")]
+        line = next(line for line in frame.splitlines() if f"│ {campaign} " in line)
+        numbers = [int(n) for n in re.findall(r"│ +(\d+) ", line)]
+        assert [numbers[0], *numbers[2:]] == cells, line
+    assert "door-left ok 3,000 mV" in frame and "shoes-wall ok 2,750 mV" in frame
 
 
 def test_demo_help_names_its_options() -> None:
@@ -57,7 +87,7 @@ def test_demo_help_names_its_options() -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--duration", "--forever", "--broker", "--no-live"):
+    for option in ("--hours", "--speed", "--forever", "--broker", "--no-live", "--ble"):
         assert option in result.stdout
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +104,22 @@ def test_an_older_ruleset_never_replaces_a_newer_one(gateway: Gateway) -> None:
     assert gateway.stale_rulesets == 1
     gateway.on_message("t", ruleset(3, []))  # the same version again: a republish
     assert gateway.engine.ruleset.version == 3 and gateway.engine.ruleset.rules == []
+
+
+def test_a_dwell_rule_longer_than_the_store_tracks_is_named_in_the_log(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    longest = max(gateway.core.tracker.params.dwell_thresholds_s)
+    too_long = {
+        "id": "linger",
+        "campaign": "c",
+        "offer": "o",
+        "trigger": {"type": "dwell", "zones": ["entrance"], "dwell_s": longest + 1},
+    }
+    with caplog.at_level(logging.WARNING, logger="gateway.daemon"):
+        gateway.on_message("t", ruleset(1, [WELCOME, too_long]))
+    assert gateway.engine is not None and gateway.engine.unreachable == ("linger",)
+    assert "rule linger waits for a dwell longer" in caplog.text
 
 
 def test_a_withdrawn_ruleset_and_stock_leave_no_rules(gateway: Gateway, tmp_path: Path) -> None:

@@ -57,6 +57,24 @@ def test_enter_rule_sends_with_expiry() -> None:
     assert decision.expires_at == NOON + 120
 
 
+def test_a_dwell_between_thresholds_fires_on_the_next_one_once() -> None:
+    """The tracker reports dwell only at the store's thresholds (30, 120, 300 s): a rule
+    for 20 s fires on the 30-s report, not again on the later ones."""
+    dwell = {"type": "dwell", "zones": ["entrance"], "dwell_s": 20}
+    engine = OfferEngine(ruleset(rule("r1", trigger=dwell)), dwell_thresholds_s=(30, 120, 300))
+    assert engine.decide(event(kind="dwell", dwell_s=30), ALICE).sends
+    later = OfferEngine(ruleset(rule("r1", trigger=dwell)), dwell_thresholds_s=(30, 120, 300))
+    assert later.decide(event(kind="dwell", dwell_s=120), ALICE).suppressed == "no_matching_rule"
+    assert later.unreachable == ()
+
+
+def test_a_dwell_past_the_longest_threshold_is_reported_unreachable() -> None:
+    long = {"type": "dwell", "zones": ["entrance"], "dwell_s": 600}
+    engine = OfferEngine(ruleset(rule("r1", trigger=long)), dwell_thresholds_s=(30, 120, 300))
+    assert engine.unreachable == ("r1",)
+    assert engine.decide(event(kind="dwell", dwell_s=300), ALICE).suppressed == "no_matching_rule"
+
+
 def test_other_zone_or_type_does_not_match() -> None:
     engine = OfferEngine(ruleset(rule("r1")))
     assert engine.decide(event(zone="shoes"), ALICE).suppressed == "no_matching_rule"
