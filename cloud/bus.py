@@ -323,8 +323,12 @@ class CloudBus:
     def publish(
         self, topic: str, message: Message, retain: bool = False, timeout_s: float | None = 5.0
     ) -> None:
-        """Publish at QoS 1; with ``timeout_s``, wait for the broker's acknowledgement."""
+        """Publish at QoS 1; with ``timeout_s``, wait for the broker's acknowledgement.
+        Not connected: :class:`ConnectionError`; no acknowledgement in time:
+        :class:`TimeoutError` (both an outage to ``is_outage``)."""
         info = self.send(topic, encode(message), retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"cannot publish {topic}: {mqtt.error_string(info.rc)}")
         if timeout_s is not None:
             info.wait_for_publish(timeout_s)
             if not info.is_published():

@@ -54,16 +54,18 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class MqttPush:
-    """Publishes on ``nahfeld/v1/apps/{install}/offers``; ``publish`` is the cloud bus's."""
+    """Publishes on ``nahfeld/v1/apps/{install}/offers``; ``publish`` is the cloud bus's.
+
+    The broker is Nahfeld's own, not the app's: when it cannot be reached
+    (``ConnectionError``, ``TimeoutError``) that is an outage, so the error goes up
+    and the bus retries the decision once the broker is back (the app
+    de-duplicates by delivery id) instead of the offer counting as ``push_failed``."""
 
     def __init__(self, publish: Callable[[str, OfferPush], None]) -> None:
         self._publish = publish
 
     def send(self, channel: PushChannel, offer: OfferPush) -> PushResult:
-        try:
-            self._publish(app_offers_topic(channel.address), offer)
-        except (TimeoutError, ConnectionError, OSError) as exc:
-            return PushResult(False, f"mqtt_{type(exc).__name__.lower()}")
+        self._publish(app_offers_topic(channel.address), offer)
         return PushResult(True)
 
 

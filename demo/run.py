@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -80,6 +81,10 @@ FEED_SLACK_S = 0.005
 FEED_YIELD_EVERY = 200
 #: decoded payloads kept (phones and beacons repeat theirs; TLM frames never do)
 DECODED_CACHE = 4096
+
+
+def _has_ruleset(gateway: Gateway) -> bool:
+    return gateway.engine is not None
 
 
 def _records_of(hour: SimulatedHour) -> list[SimRecord]:
@@ -383,12 +388,14 @@ class Demo:
     async def _play(self, http: httpx.Client, admin_key: str, board: PresenceBoard) -> None:
         loop = asyncio.get_running_loop()
         for gateway in self.gateways.values():
+            # one after another: amqtt 0.12 walks its subscriptions, awaiting, as a client
+            # connects, and fails that connection if another client subscribes meanwhile
             gateway.loop = loop
             gateway.link.start()
-        if not await self._until(
-            lambda: all(g.engine is not None for g in self.gateways.values()), 15
-        ):
-            raise RuntimeError("the gateways got no ruleset from the cloud within 15 s")
+            if not await self._until(partial(_has_ruleset, gateway), 15):
+                raise RuntimeError(
+                    f"{gateway.settings.gateway} got no ruleset from the cloud within 15 s"
+                )
         jobs = [
             asyncio.create_task(
                 self._every(self._real_interval(RESOLVE_INTERVAL_S, 0.02), self._resolve)

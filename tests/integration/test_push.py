@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cloud.bus import BusSettings, CloudBus
+from cloud.db.engine import is_outage
 from cloud.push import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -99,3 +100,22 @@ def test_mqtt_push_reaches_the_apps_topic_and_unconfigured_kinds_say_so(broker: 
     finally:
         bus.stop()
         app.close()
+
+
+def test_an_mqtt_push_while_our_broker_is_down_is_an_outage_not_a_refusal(
+    broker: Broker,
+) -> None:
+    """The bus retries an outage until the broker is back; a ``push_failed`` would have
+    given the offer up for good."""
+    bus = CloudBus(BusSettings(port=broker.port, client_id="pusher-outage"), {})
+    bus.start()
+    try:
+        push = MqttPush(bus.publish)
+        wait_until(bus.connected.is_set, 10, "the bus connected")
+        broker.stop()
+        wait_until(lambda: not bus.connected.is_set(), 10, "the bus noticing the outage")
+        with pytest.raises((ConnectionError, TimeoutError)) as raised:
+            push.send(PushChannel("mqtt", "install-1"), OFFER)
+        assert is_outage(raised.value)
+    finally:
+        bus.stop()

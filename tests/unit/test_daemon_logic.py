@@ -110,7 +110,7 @@ def test_a_dwell_rule_longer_than_the_store_tracks_is_named_in_the_log(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     longest = max(gateway.core.tracker.params.dwell_thresholds_s)
-    too_long = {
+    too_long: dict[str, object] = {
         "id": "linger",
         "campaign": "c",
         "offer": "o",
