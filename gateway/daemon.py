@@ -272,6 +272,16 @@ class Gateway:
             self.stock = None
 
     def _apply_ruleset(self, ruleset: Ruleset, persist: bool) -> None:
+        if ruleset.store != self.settings.store:
+            # only the broker's ACL keeps other stores' rulesets off this topic: check anyway
+            self.rejected_rulesets += 1
+            log.error(
+                "ruleset v%s refused: it is for store %r, this gateway is in %r",
+                ruleset.version,
+                ruleset.store,
+                self.settings.store,
+            )
+            return
         current = self.engine.ruleset.version if self.engine is not None else 0
         if ruleset.version < current:
             # two API processes may publish out of order; the older one must not win

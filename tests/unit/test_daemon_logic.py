@@ -122,6 +122,14 @@ def test_a_dwell_rule_longer_than_the_store_tracks_is_named_in_the_log(
     assert "rule linger waits for a dwell longer" in caplog.text
 
 
+def test_a_ruleset_for_another_store_is_refused_and_counted(gateway: Gateway) -> None:
+    gateway.on_message("t", ruleset(1, [WELCOME]))
+    other = ruleset(2, []).model_copy(update={"store": "other-store"})
+    gateway.on_message("t", other)
+    assert gateway.engine is not None and gateway.engine.ruleset.version == 1
+    assert gateway.rejected_rulesets == 1
+
+
 def test_a_withdrawn_ruleset_and_stock_leave_no_rules(gateway: Gateway, tmp_path: Path) -> None:
     gateway.on_message(store_topic("demo-store", "ruleset"), ruleset(7, [WELCOME]))
     gateway.on_message(store_topic("demo-store", "stock"), stock({"LATTE": 3}))
