@@ -23,21 +23,18 @@ import logging
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-import paho.mqtt.client as mqtt
 import uvicorn
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 
 from cloud.api.app import create_app
 from cloud.db.engine import make_engine, make_sessionmaker
@@ -50,12 +47,7 @@ from cloud.settings import CloudSettings
 from cloud.worker import build_worker
 from gateway.ble.decode import Decoded, decode_ad
 from gateway.contract import (
-    ROOT,
-    BeaconHealth,
-    ContractError,
     OfferPush,
-    PresenceEventMessage,
-    parse_message,
     store_topic,
 )
 from gateway.daemon import HOUSEKEEPING_INTERVAL_S, RESOLVE_INTERVAL_S, Gateway
@@ -65,12 +57,20 @@ from gateway.presence.events import PresenceEvent
 from gateway.scanner import Advert, Scanner, ScannerConfig
 from gateway.settings import GatewaySettings, MqttSettings
 from gateway.sim.clock import SimulatedClock
-from gateway.sim.day import DAY_S, HOUR_S, ExpectedVisit, SimulatedHour, check_visits, store_day
+from gateway.sim.day import DAY_S, HOUR_S, SimulatedHour, check_visits, store_day
 from gateway.sim.store import SimRecord
 
 from .app_client import AppClient
 from .broker import EmbeddedBroker, free_port
 from .scenario import CAMPAIGNS, TENANT, seed
+from .view import (
+    DemoSummary,
+    PresenceBoard,
+    best_beacon_health,
+    live_view,
+    print_summary,
+    store_time_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +115,6 @@ class DemoOptions:
     seed: int = 7
 
 
-@dataclass(slots=True)
-class DemoSummary:
-    adverts: int = 0
-    days: int = 0
-    visitors: int = 0
-    presence: Counter[str] = field(default_factory=Counter)
-    offers: dict[str, list[str]] = field(default_factory=dict)
-    redeemed: int = 0
-    funnel: dict[str, dict[str, object]] = field(default_factory=dict)
-    #: opted-in phones' zone visits in the script, and those without their enter event
-    expected_visits: list[ExpectedVisit] = field(default_factory=list)
-    missed_visits: list[ExpectedVisit] = field(default_factory=list)
-    #: how far the adverts fell behind the simulated clock at worst (simulated seconds)
-    worst_lag_s: float = 0.0
-
-
 def first_day(now: float, timezone: str, opening_hour: int) -> float:
     """Midnight (unix time) of the next day the store opens: today if it has not
     opened yet, else tomorrow. Offers are valid into the future, so the till can
@@ -139,55 +123,6 @@ def first_day(now: float, timezone: str, opening_hour: int) -> float:
     local = datetime.fromtimestamp(now, zone)
     day = local.date() if local.hour < opening_hour else local.date() + timedelta(days=1)
     return datetime.combine(day, datetime.min.time(), zone).timestamp()
-
-
-class PresenceBoard:
-    """Who is in which zone, read off the gateways' presence events on the broker (as a
-    store dashboard would: pseudonymous tokens only)."""
-
-    def __init__(self, host: str, port: int, protocol: MqttProtocol) -> None:
-        self.zones: dict[str, set[str]] = {}
-        self.counts: Counter[str] = Counter()
-        self.events: list[PresenceEvent] = []
-        self._lock = threading.Lock()
-        self.client = new_client("demo-presence-board", protocol, persistent=False)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda client, *_: client.subscribe(
-            f"{ROOT}/stores/+/gateways/+/events", qos=1
-        )
-        self.client.connect(host, port)
-        self.client.loop_start()
-
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            message = parse_message(msg.topic, bytes(msg.payload))
-        except ContractError:
-            return
-        if not isinstance(message, PresenceEventMessage):
-            return
-        event = PresenceEvent(
-            message.ts, message.type, message.store, message.zone, message.token, message.gateway
-        )
-        with self._lock:
-            self.events.append(event)
-            self.counts[message.type] += 1
-            present = self.zones.setdefault(message.zone, set())
-            if message.type == "exit":
-                present.discard(message.token)
-            else:
-                present.add(message.token)
-
-    def snapshot(self) -> tuple[dict[str, int], Counter[str]]:
-        with self._lock:
-            return {zone: len(tokens) for zone, tokens in self.zones.items()}, Counter(self.counts)
-
-    def history(self) -> list[PresenceEvent]:
-        with self._lock:
-            return list(self.events)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Demo:
@@ -570,87 +505,20 @@ class Demo:
         live.update(self._view(board))
 
     def _view(self, board: PresenceBoard) -> Group:
-        present, counts = board.snapshot()
-        zones = Table(title="presence per zone (opted-in app users)")
-        zones.add_column("zone")
-        zones.add_column("now", justify="right")
-        for zone in self.layout.zones:
-            zones.add_row(zone.id, str(present.get(zone.id, 0)))
-        funnel = Table(title="funnel")
-        for column in ("campaign", "triggered", "suppressed", "sent", "delivered", "opened"):
-            funnel.add_column(column, justify="right" if column != "campaign" else "left")
-        funnel.add_column("redeemed", justify="right")
-        for campaign, row in self._funnel.items():
-            suppressed = row.get("suppressed")
-            suppressed_total = sum(suppressed.values()) if isinstance(suppressed, dict) else 0
-            funnel.add_row(
-                campaign,
-                *(str(row.get(k, 0)) for k in ("triggered",)),
-                str(suppressed_total),
-                *(str(row.get(k, 0)) for k in ("sent", "delivered", "opened", "redeemed")),
-            )
-        events = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none yet"
-        return Group(
-            self._store_time(),
-            zones,
-            funnel,
-            f"adverts fed {self.summary.adverts}; presence events: {events}",
-            f"store beacons: {self._beacons()}",
-        )
-
-    def _store_time(self) -> str:
-        if self.clock is None:
-            return "store time: real time (the radio)"
-        local = datetime.fromtimestamp(self.clock.time(), ZoneInfo(self.layout.timezone))
-        return (
-            f"store time {local:%a %d %b %H:%M} ({self.layout.timezone}), "
-            f"{self.clock.speed:g}x real time; open "
-            f"{self.options.opening_hour:02d}:00-{self.options.closing_hour:02d}:00"
-        )
-
-    def _beacons(self) -> str:
-        """Each store beacon as the gateway that heard it last reports it (TLM battery)."""
         now = self.clock.time() if self.clock else time.time()
-        best: dict[str, BeaconHealth] = {}
-        for gateway in self.gateways.values():
-            for health in gateway.fleet_report(now).beacons:
-                known = best.get(health.beacon)
-                if known is None or (health.last_seen or 0.0) > (known.last_seen or 0.0):
-                    best[health.beacon] = health
-        return (
-            ", ".join(
-                f"{h.beacon} {h.status}"
-                + (f" {h.battery_mv:,} mV" if h.battery_mv is not None else "")
-                for h in best.values()
-            )
-            or "none in the layout"
+        present, counts = board.snapshot()
+        return live_view(
+            self.layout,
+            present,
+            counts,
+            self._funnel,
+            self.summary.adverts,
+            store_time_line(
+                self.clock, self.layout, self.options.opening_hour, self.options.closing_hour
+            ),
+            best_beacon_health(g.fleet_report(now) for g in self.gateways.values()),
         )
 
     def _print_summary(self) -> None:
-        s = self.summary
-        received = sum(len(titles) for titles in s.offers.values())
-        if self.clock is not None:
-            self.console.print(
-                f"[bold]Store day{'s' if s.days != 1 else ''}[/]: {s.days} played at "
-                f"{self.clock.speed:g}x ({self.options.opening_hour:02d}:00-"
-                f"{self.options.closing_hour:02d}:00 {self.layout.timezone}), "
-                f"{s.visitors} visitors; adverts fell behind store time by at most "
-                f"{s.worst_lag_s:.1f} s"
-            )
-            seen = len(s.expected_visits) - len(s.missed_visits)
-            self.console.print(
-                f"opted-in phones stopped in a zone {len(s.expected_visits)} times; "
-                f"{seen} of those visits have their enter event"
-            )
-        self.console.print(
-            f"[bold]Summary[/]: {s.adverts} adverts; presence events "
-            f"{dict(sorted(s.presence.items()))}; {received} offers received by "
-            f"{sum(1 for t in s.offers.values() if t)} of {len(s.offers)} phones, "
-            f"{s.redeemed} redeemed"
-        )
-        for campaign, row in s.funnel.items():
-            self.console.print(
-                f"  {campaign}: triggered {row.get('triggered')}, sent {row.get('sent')}, "
-                f"delivered {row.get('delivered')}, opened {row.get('opened')}, "
-                f"redeemed {row.get('redeemed')}, suppressed {row.get('suppressed')}"
-            )
+        hours = (self.options.opening_hour, self.options.closing_hour)
+        print_summary(self.console, self.summary, self.clock, hours, self.layout.timezone)
