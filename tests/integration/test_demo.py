@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from demo.run import Demo, DemoOptions, DemoSummary
+from demo.run import Demo, DemoOptions
+from demo.view import DemoSummary
 from tests.integration.conftest import BluezMock, Scenario, wait_for, wait_for_async
 from tests.integration.test_gateway_daemon import PHONE
 from tests.integration.test_scanner_dbus import discovery_starts, eddystone_eid
