@@ -48,7 +48,7 @@ class DemoSummary:
     #: opted-in phones' zone visits in the script, and those without their enter event
     expected_visits: list[ExpectedVisit] = field(default_factory=list)
     missed_visits: list[ExpectedVisit] = field(default_factory=list)
-    #: how far the adverts fell behind the simulated clock at worst (simulated seconds)
+    #: how far the feed fell behind its pace at worst (store seconds; store time waited)
     worst_lag_s: float = 0.0
 
 
@@ -182,8 +182,8 @@ def print_summary(
         console.print(
             f"[bold]Store day{'s' if s.days != 1 else ''}[/]: {s.days} played at "
             f"{clock.speed:g}x ({hours[0]:02d}:00-{hours[1]:02d}:00 {timezone}), "
-            f"{s.visitors} visitors; adverts fell behind store time by at most "
-            f"{s.worst_lag_s:.1f} s"
+            f"{s.visitors} visitors; the feed fell behind its pace by at most "
+            f"{s.worst_lag_s:.1f} store seconds"
         )
         seen = len(s.expected_visits) - len(s.missed_visits)
         console.print(
