@@ -11,17 +11,21 @@ that was offline gets the latest on reconnect, from the broker.
 
 Each (re)connection to the broker republishes every store: the broker may have
 lost its retained messages, and what changed while it was unreachable was only
-noted. A deleted store's retained ruleset and stock are withdrawn (an empty
-retained payload, MQTT's way of deleting one). The stock snapshot carries only
-the SKUs the store's rules depend on, so it stays small whatever the ERP sends;
-it is published again after a stock upload, on reconnection, or when a new
-ruleset depends on other SKUs.
+noted. So does every ``refresh_s`` without a change: a gateway whose ruleset
+grows older than a day (its ``ruleset_stale_s``) knows the cloud is not
+reaching it, not merely that nobody edited a rule. A deleted store's retained
+ruleset and stock are withdrawn (an empty retained payload, MQTT's way of
+deleting one). The stock snapshot carries only the SKUs the store's rules
+depend on, so it stays small whatever the ERP sends; it is published again
+after a stock upload, on reconnection, or when a new ruleset depends on other
+SKUs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,12 +80,15 @@ class StorePublisher:
         *,
         ack_timeout_s: float = 5.0,
         retry_s: float = 5.0,
+        refresh_s: float | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
         self.bus = bus
         self.ack_timeout_s = ack_timeout_s
         self.retry_s = retry_s
+        self.refresh_s = refresh_s
+        self._refreshed_at = time.monotonic()  # the first connection publishes everything
         self.clock = clock
         self.stats = PublisherStats()
         self._pending: dict[str, set[Change]] = {}
@@ -141,8 +148,11 @@ class StorePublisher:
                 while not self._stopping and not (
                     (self._pending or self._everything) and self.bus.connected.is_set()
                 ):
-                    # woken by a change or a (re)connection; the timeout only re-checks
-                    # the connection, which paho's thread may have lost meanwhile
+                    # woken by a change or a (re)connection; the timeout re-checks the
+                    # connection, which paho's thread may have lost meanwhile, and the refresh
+                    if self._refresh_due():
+                        self._everything = True
+                        continue
                     self._wake.wait(1.0)
                 if self._stopping:
                     return
@@ -161,8 +171,17 @@ class StorePublisher:
                     self._wake.wait(self.retry_s)
             else:
                 with self._wake:
+                    if everything:
+                        self._refreshed_at = time.monotonic()
                     self._busy = False
                     self._wake.notify_all()
+
+    def _refresh_due(self) -> bool:
+        return (
+            self.refresh_s is not None
+            and not self._everything
+            and time.monotonic() - self._refreshed_at >= self.refresh_s
+        )
 
     # ------------------------------------------------------------ one round
 

@@ -55,6 +55,9 @@ class CloudSettings(BaseSettings):
     # the broker: rulesets and offers out, gateway traffic in
     #: `nahfeld cloud serve` publishes each changed store's ruleset and stock, retained
     publish_rulesets: bool = True
+    #: every store's ruleset is published again this often even without a change, so a
+    #: gateway can tell a quiet cloud from an unreachable one (its ruleset_stale_s: 24 h)
+    ruleset_refresh_s: Annotated[float, Field(gt=0)] = 6 * 3600.0
     mqtt_client_id: str = "nahfeld-cloud"
     mqtt_host: str = "localhost"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 RESOLVE_INTERVAL_S = 0.2
 HOUSEKEEPING_INTERVAL_S = 1.0
+STALE_WARN_EVERY_S = 3600.0
 FLEET_INTERVAL_S = 60.0
 MAX_USERS = 50_000
 MAX_BEACON_ADDRESSES = 4096
@@ -100,6 +101,7 @@ class Gateway:
         self.ruleset_received: float | None = None
         self.rejected_rulesets = 0
         self.stale_rulesets = 0
+        self._stale_warned_at = float("-inf")
         self.clock_steps = ClockStepDetector()
         self.wall_clock = wall_clock
         self.monotonic_clock = monotonic_clock
@@ -370,12 +372,24 @@ class Gateway:
         events = self.core.advance(now)  # dwell thresholds and silent exits need no advert
         if events:
             self._handle_events(events)
-        if self.ruleset_received is not None and now - self.ruleset_received > (
-            self.settings.ruleset_stale_s
-        ):
-            log.warning(
-                "ruleset is %.0f s old: is the cloud reachable?", now - self.ruleset_received
-            )
+        self._warn_if_stale(now)
+
+    def _warn_if_stale(self, now: float) -> None:
+        """The cloud republishes every ruleset every few hours (``ruleset_refresh_s``), so
+        one older than ``ruleset_stale_s`` means it is not reaching this gateway: said
+        once an hour, not on every housekeeping round."""
+        if self.ruleset_received is None:
+            return
+        age = now - self.ruleset_received
+        stale = age > self.settings.ruleset_stale_s
+        if not stale or now - self._stale_warned_at < STALE_WARN_EVERY_S:
+            return
+        self._stale_warned_at = now
+        log.warning(
+            "ruleset is %.0f s old: is the cloud reachable? (it republishes every store's "
+            "ruleset every few hours)",
+            age,
+        )
 
     def metric_sources(self, scanner: ScannerStats | None = None) -> MetricSources:
         return (

@@ -97,4 +97,4 @@ def _publisher(settings: CloudSettings, sessions: sessionmaker[Session]) -> Stor
     # publishes needs a session that outlives it
     bus_settings = settings.bus(f"{settings.mqtt_client_id}-api-{os.getpid()}")
     bus = CloudBus(replace(bus_settings, session_expiry_s=0), handlers={})
-    return StorePublisher(sessions, bus)
+    return StorePublisher(sessions, bus, refresh_s=settings.ruleset_refresh_s)

@@ -188,3 +188,29 @@ def test_a_deleted_store_withdraws_its_retained_ruleset(
         assert late.on(RULESET) == [] and late.on(STOCK) == []  # nothing retained any more
     finally:
         late.close()
+
+
+def test_every_store_is_published_again_without_a_change_every_refresh(
+    database_url: str, engine: Engine, broker: Broker
+) -> None:
+    """So that a gateway whose ruleset grows old knows the cloud is not reaching it."""
+    settings = CloudSettings(
+        database_url=database_url,
+        mqtt_port=broker.port,
+        mqtt_username=None,
+        ruleset_refresh_s=0.5,
+    )
+    with TestClient(create_app(settings, engine=engine, publish=True)) as client:
+        api = api_with_keys(client, engine)
+        seeded(api)
+        api.ok(api.post("marketer", "/v1/rules", json=rule_body()), 201)
+        latest = version(api)
+        gateway = Listener(broker.port, [RULESET], "gw-refresh")
+        try:
+            # the retained copy on subscribing, then republished ones: no edit in between
+            wait_until(lambda: len(rulesets(gateway)) >= 3, 10, "the ruleset republished")
+            assert {r.version for r in rulesets(gateway)} == {latest}
+            live = [retained for topic, _, retained in gateway.messages if topic == RULESET]
+            assert live.count(False) >= 2
+        finally:
+            gateway.close()

@@ -130,6 +130,24 @@ def test_a_ruleset_for_another_store_is_refused_and_counted(gateway: Gateway) ->
     assert gateway.rejected_rulesets == 1
 
 
+def test_a_stale_ruleset_is_reported_once_an_hour_not_every_second(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1_790_000_000.0]
+    gateway.wall_clock = lambda: now[0]
+    gateway.monotonic_clock = lambda: now[0] - 1_790_000_000.0
+    gateway.on_message("t", ruleset(1, [WELCOME]))
+    stale = gateway.settings.ruleset_stale_s
+    with caplog.at_level(logging.WARNING, logger="gateway.daemon"):
+        for second in range(120):  # two minutes of housekeeping once the ruleset is stale
+            now[0] = 1_790_000_000.0 + stale + 1 + second
+            gateway.housekeeping()
+        assert caplog.text.count("is the cloud reachable") == 1
+        now[0] += 3600
+        gateway.housekeeping()
+    assert caplog.text.count("is the cloud reachable") == 2
+
+
 def test_a_withdrawn_ruleset_and_stock_leave_no_rules(gateway: Gateway, tmp_path: Path) -> None:
     gateway.on_message(store_topic("demo-store", "ruleset"), ruleset(7, [WELCOME]))
     gateway.on_message(store_topic("demo-store", "stock"), stock({"LATTE": 3}))
