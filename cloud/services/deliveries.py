@@ -42,8 +42,15 @@ def inbox(session: Session, install: Install, limit: int) -> list[InboxEntry]:
 
 
 def _sent_to(session: Session, install: Install, delivery_id: str) -> Delivery:
+    """A delivery pushed to ``install``: approved and not given up. Not ``sent_at``: a
+    fast phone confirms the push before the worker has committed it as sent."""
     delivery = session.get(Delivery, delivery_id)
-    if delivery is None or delivery.install_id != install.id or delivery.sent_at is None:
+    if (
+        delivery is None
+        or delivery.install_id != install.id
+        or delivery.approved_at is None
+        or delivery.suppressed_reason is not None
+    ):
         raise NotFoundError("delivery", delivery_id)
     return delivery
 

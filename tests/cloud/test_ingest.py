@@ -244,3 +244,21 @@ def test_erasure_keeps_the_funnel_but_unlinks_the_person(world: World, engine: E
         assert delivery.install_id is None
     assert world.funnel()["sent"] == 1
     assert world.ingestor.handle(world.decision(2)) == "unknown_person"
+
+
+def test_a_receipt_arriving_before_the_send_is_recorded_still_counts(world: World) -> None:
+    """A fast phone confirms the push before the worker has committed it as sent."""
+    receipts: list[int] = []
+    send = world.phone.send
+
+    def phone_that_answers_at_once(channel: PushChannel, offer: OfferPush) -> PushResult:
+        result = send(channel, offer)
+        url = f"/v1/app/me/deliveries/{offer.delivery_id}/delivered"
+        receipts.append(world.api.client.post(url, headers=world.headers()).status_code)
+        return result
+
+    world.phone.send = phone_that_answers_at_once  # type: ignore[method-assign]
+    assert world.ingestor.handle(world.decision(1)) == "sent"
+    assert receipts == [204]
+    funnel = world.funnel(campaign="spring")
+    assert (funnel["sent"], funnel["delivered"]) == (1, 1)
