@@ -79,6 +79,7 @@ DEFAULT_LAYOUT = Path("firmware-config/stores/demo-store/layout.toml")
 FEED_SLACK_S = 0.005
 #: adverts fed between two chances for the event loop's other work when behind
 FEED_YIELD_EVERY = 200
+RULESET_NEVER_STALE_S = 365 * 86_400.0
 #: decoded payloads kept (phones and beacons repeat theirs; TLM frames never do)
 DECODED_CACHE = 4096
 
@@ -243,7 +244,11 @@ class Demo:
                 f"{len(self.gateways)} gateways, {len(self.apps)} opted-in phones, "
                 f"{self.options.anonymous_phones} anonymous visitors a day"
             )
-            asyncio.run(self._play(http, admin_key, board))
+            try:
+                asyncio.run(self._play(http, admin_key, board))
+            except KeyboardInterrupt:  # --forever's way to stop: still the summary
+                self.summary.interrupted = True
+                self.console.print("stopped (Ctrl-C)")
             self.summary.presence = board.snapshot()[1]
             self.summary.funnel = self._read_funnel(http, admin_key)
         self._print_summary()
@@ -297,6 +302,9 @@ class Demo:
                 data_dir=work / spec.id,
                 mqtt=MqttSettings(host=host, port=port, protocol=protocol),
                 flush_s=0.1,
+                # store days go by faster than the cloud's ruleset refresh (hours of real
+                # time), and the cloud in this process cannot become unreachable
+                ruleset_stale_s=RULESET_NEVER_STALE_S,
             )
             clock = self.clock
             self.gateways[spec.id] = Gateway(
@@ -361,7 +369,7 @@ class Demo:
             if self.options.live:
                 self._refresh(live, http, admin_key, board)
                 live.stop()
-        if self.clock is not None:
+        if self.clock is not None:  # not reached when interrupted: a day half played
             seen = self._by_install(board.history())
             self.summary.missed_visits = check_visits(self.summary.expected_visits, seen)[0]
 

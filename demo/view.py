@@ -50,6 +50,8 @@ class DemoSummary:
     missed_visits: list[ExpectedVisit] = field(default_factory=list)
     #: how far the feed fell behind its pace at worst (store seconds; store time waited)
     worst_lag_s: float = 0.0
+    #: stopped by Ctrl-C (then the visits are not checked: the day was cut short)
+    interrupted: bool = False
 
 
 class PresenceBoard:
@@ -186,10 +188,11 @@ def print_summary(
             f"{s.worst_lag_s:.1f} store seconds"
         )
         seen = len(s.expected_visits) - len(s.missed_visits)
-        console.print(
-            f"opted-in phones stopped in a zone {len(s.expected_visits)} times; "
-            f"{seen} of those visits have their enter event"
-        )
+        if not s.interrupted:
+            console.print(
+                f"opted-in phones stopped in a zone {len(s.expected_visits)} times; "
+                f"{seen} of those visits have their enter event"
+            )
     console.print(
         f"[bold]Summary[/]: {s.adverts} adverts; presence events "
         f"{dict(sorted(s.presence.items()))}; {received} offers received by "
