@@ -25,6 +25,16 @@ def opening_hours(text: str) -> tuple[int, int]:
     return hours
 
 
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, 0 or more")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -123,21 +133,21 @@ def add_demo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     demo.add_argument(
         "--phones",
-        type=int,
+        type=count,
         default=6,
         metavar="N",
         help="opted-in app users, each visiting once a day (default 6)",
     )
     demo.add_argument(
         "--anonymous",
-        type=int,
+        type=count,
         default=240,
         metavar="N",
         help="visitors a day without the app (default 240)",
     )
     demo.add_argument(
         "--other-app",
-        type=int,
+        type=count,
         default=4,
         metavar="N",
         help="visitors a day whose phone advertises another app's EIDs (default 4)",

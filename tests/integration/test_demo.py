@@ -92,6 +92,27 @@ def test_demo_help_names_its_options() -> None:
         assert option in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("argument", "said"),
+    [
+        (["--hours", "20-8"], "give whole hours OPEN-CLOSE"),
+        (["--speed", "0"], "give a number above 0"),
+        (["--phones", "-2"], "give a whole number, 0 or more"),
+    ],
+)
+def test_bad_demo_options_are_named_before_anything_starts(argument: list[str], said: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", *argument],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert argument[0] in result.stderr and said in result.stderr
+
+
 @pytest.mark.timeout(180)
 def test_the_demo_on_the_radio_path_with_ble(
     bluez: BluezMock, run_bleak: Callable[[Scenario], None]
