@@ -79,6 +79,8 @@ DEFAULT_LAYOUT = Path("firmware-config/stores/demo-store/layout.toml")
 FEED_SLACK_S = 0.005
 #: adverts fed between two chances for the event loop's other work when behind
 FEED_YIELD_EVERY = 200
+#: the gateways' ruleset_stale_s: store days go by faster than the cloud's ruleset
+#: refresh (hours of real time), and the cloud in this process cannot become unreachable
 RULESET_NEVER_STALE_S = 365 * 86_400.0
 #: decoded payloads kept (phones and beacons repeat theirs; TLM frames never do)
 DECODED_CACHE = 4096
@@ -302,8 +304,6 @@ class Demo:
                 data_dir=work / spec.id,
                 mqtt=MqttSettings(host=host, port=port, protocol=protocol),
                 flush_s=0.1,
-                # store days go by faster than the cloud's ruleset refresh (hours of real
-                # time), and the cloud in this process cannot become unreachable
                 ruleset_stale_s=RULESET_NEVER_STALE_S,
             )
             clock = self.clock
