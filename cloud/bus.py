@@ -14,6 +14,12 @@ next session or another worker's. Handlers must therefore be idempotent
 (events carry an id for that). A handler that fails (the database is down,
 say) leaves its message unacknowledged, to be tried again after a pause that
 grows while failures go on (MQTT would redeliver it only to a new session).
+
+A stopped worker's session stays in the shared subscription (so a restart, or
+a redeploy of every worker, loses nothing): the broker keeps queueing its
+share for it until the session expires. A worker taken away for good is
+therefore retired (:meth:`CloudBus.retire`): it unsubscribes, handles what its
+session still holds, and ends the session.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.contract import ContractError, Message, encode, parse_message
-from gateway.mqtt_session import MqttProtocol, connect_in_background, new_client
+from gateway.mqtt_session import MqttProtocol, connect_in_background, end_session, new_client
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,10 @@ class CloudBus:
         self._connection = 0
         self._retry_at = 0.0
         self._stopping = False
+        #: messages taken off ``_fresh`` or ``_failed`` whose handler has not finished
+        self._in_hand = 0
+        self._last_received = time.monotonic()
+        self._unsubscribed = threading.Event()
         self._handling: threading.Thread | None = None
         self.client = new_client(
             settings.client_id, settings.protocol, persistent=True, manual_ack=True
@@ -115,6 +125,7 @@ class CloudBus:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = lambda *_: self._unsubscribed.set()
 
     def shared(self, topic_filter: str) -> str:
         if self.settings.share_group is None:
@@ -161,6 +172,43 @@ class CloudBus:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
+
+    def retire(self, quiet_s: float = 2.0, timeout_s: float = 60.0) -> bool:
+        """Leave the shared subscription for good and end the session: unsubscribe (the
+        broker hands this session no new share), handle what it still delivers (what
+        queued for it while the worker was away) until nothing has come for ``quiet_s``,
+        then disconnect with a session expiry of 0, so the broker drops the session.
+        ``True`` when everything delivered was handled within ``timeout_s``; what was
+        not is lost with the session. Needs MQTT 5 and a share group."""
+        if self.settings.share_group is None or self.settings.protocol != "5":
+            raise ValueError("retiring needs MQTT 5 shared subscriptions (a share group)")
+        if not self.connected.wait(timeout_s):
+            raise ConnectionError(f"not connected to {self.settings.host}:{self.settings.port}")
+        self._unsubscribed.clear()
+        self.client.unsubscribe([self.shared(topic) for topic in self.handlers])
+        if not self._unsubscribed.wait(timeout_s):
+            raise TimeoutError("the broker did not confirm the unsubscription")
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while time.monotonic() < deadline:
+                busy = self._fresh or self._failed or self._in_hand
+                if not busy and time.monotonic() - self._last_received >= quiet_s:
+                    break
+                self._wake.wait(0.1)
+            drained = not (self._fresh or self._failed or self._in_hand)
+            self._stopping = True
+            self._wake.notify_all()
+        if self._handling is not None:
+            self._handling.join(10)
+        end_session(self.client)
+        self.client.loop_stop()
+        self.connected.clear()
+        log.info(
+            "%s retired: unsubscribed, %s, session ended",
+            self.settings.client_id,
+            "everything delivered handled" if drained else "NOT everything handled in time",
+        )
+        return drained
 
     def _on_connect(
         self,
@@ -240,6 +288,7 @@ class CloudBus:
             return
         with self._lock:
             self._fresh.append((msg, message, self._connection))
+            self._last_received = time.monotonic()
             self._wake.notify_all()
 
     def _handle_loop(self, first_pause_s: float = 0.5, max_pause_s: float = 15.0) -> None:
@@ -260,12 +309,15 @@ class CloudBus:
                     batch, self._failed = self._failed, []
                 else:
                     batch = [(*self._fresh.popleft(), 0)]
+                self._in_hand = len(batch)
             still = []
             for msg, message, connection, attempts in batch:
                 failures = self._attempt(msg, message, connection, attempts)
                 if failures is not None:
                     still.append((msg, message, connection, failures))
             with self._lock:
+                self._in_hand = 0
+                self._wake.notify_all()
                 if retrying:
                     self._failed[:0] = still  # before those that failed meanwhile
                     pause = min(pause * 2, max_pause_s) if still else first_pause_s

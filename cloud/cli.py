@@ -69,10 +69,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_USAGE
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    if args.retire and settings.mqtt_protocol != "5":
+        print(
+            "nahfeld cloud worker --retire: needs MQTT 5 (shared subscriptions); with "
+            "NAHFELD_CLOUD_MQTT_PROTOCOL=3.1.1 there is one worker and nothing to hand over",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         worker = build_worker(settings, name=args.name)
         worker.start()
-    except (ConnectionError, OSError) as exc:
+        if args.retire:
+            drained = worker.retire()
+            print(
+                f"worker {args.name} retired: its share goes to the other workers, its "
+                "sessions are ended"
+                + ("" if drained else "; NOT everything they held was handled in time")
+            )
+            return EXIT_OK if drained else EXIT_FAILED
+    except (ConnectionError, TimeoutError, OSError) as exc:
         print(f"nahfeld cloud worker: {exc}", file=sys.stderr)
         return EXIT_FAILED
     stop = threading.Event()
@@ -175,6 +190,14 @@ def add_cloud_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default="1",
         help="this worker's name, unique and the same across restarts, so the broker keeps "
         "what it had not acknowledged for it (default: 1)",
+    )
+    worker.add_argument(
+        "--retire",
+        action="store_true",
+        help="take the worker of this name away for good: handle what its sessions still "
+        "hold, leave the shared subscription and end its sessions, then exit (a stopped "
+        "worker's session otherwise keeps receiving its share until it expires: "
+        "NAHFELD_CLOUD_MQTT_SESSION_EXPIRY_S)",
     )
     worker.set_defaults(func=cmd_worker)
 

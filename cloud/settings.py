@@ -67,7 +67,7 @@ class CloudSettings(BaseSettings):
     mqtt_ca_file: Path | None = None
     #: how long the broker keeps a stopped worker's session: what it had not acknowledged
     #: waits that long for it to come back under the same name (and so does its share of
-    #: new events, so retire a worker for good by running it once with 0)
+    #: new events: take a worker away for good with `nahfeld cloud worker --retire`)
     mqtt_session_expiry_s: Annotated[int, Field(ge=0)] = 3600
     #: MQTT 5 in production; "3.1.1" for brokers that speak nothing newer (then workers
     #: cannot share a subscription: run one)

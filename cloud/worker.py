@@ -49,6 +49,13 @@ class CloudWorker:
         self.resolver.stop()
         self.engine.dispose()
 
+    def retire(self, quiet_s: float = 2.0, timeout_s: float = 60.0) -> bool:
+        """Take this worker away for good (see :meth:`CloudBus.retire`), both its
+        sessions; ``True`` when everything they still held was handled."""
+        results = [bus.retire(quiet_s, timeout_s) for bus in (self.resolver.bus, self.ingest.bus)]
+        self.stop()
+        return all(results)
+
 
 def build_worker(
     settings: CloudSettings,

@@ -57,3 +57,11 @@ def connect_in_background(
         client.connect_async(host, port, keepalive=keepalive_s, clean_start=False, properties=props)
     else:
         client.connect_async(host, port, keepalive=keepalive_s)
+
+
+def end_session(client: mqtt.Client) -> None:
+    """Disconnect and have the broker drop the session now (MQTT 5: a session expiry of 0
+    on DISCONNECT), whatever expiry it was opened with."""
+    props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    client.disconnect(properties=props)
