@@ -161,15 +161,21 @@ class CloudBus:
 
     def stop(self) -> None:
         """Disconnect; what is still unacknowledged waits in the broker's session."""
+        self._close(drop_session=False)
+
+    def _close(self, *, drop_session: bool) -> None:
         with self._lock:
             self._stopping = True
             self._wake.notify_all()
         if self._handling is not None:
             self._handling.join(10)
-        with self._lock:  # unacknowledged: the broker's session keeps them
+        with self._lock:  # unacknowledged: the broker's session keeps them (unless ended)
             self._fresh.clear()
             self._failed.clear()
-        self.client.disconnect()
+        if drop_session:
+            end_session(self.client)
+        else:
+            self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
 
@@ -196,13 +202,7 @@ class CloudBus:
                     break
                 self._wake.wait(0.1)
             drained = not (self._fresh or self._failed or self._in_hand)
-            self._stopping = True
-            self._wake.notify_all()
-        if self._handling is not None:
-            self._handling.join(10)
-        end_session(self.client)
-        self.client.loop_stop()
-        self.connected.clear()
+        self._close(drop_session=True)
         log.info(
             "%s retired: unsubscribed, %s, session ended",
             self.settings.client_id,

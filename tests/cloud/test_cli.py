@@ -70,3 +70,11 @@ def test_a_bad_setting_is_named_not_a_traceback(
     err = capsys.readouterr().err
     assert f"nahfeld cloud {command[0]}: NAHFELD_CLOUD_CAP_PER_PERSON_PER_DAY" in err
     assert "'three'" in err and "Traceback" not in err
+
+
+def test_retire_needs_mqtt_5_and_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAHFELD_CLOUD_MQTT_PROTOCOL", "3.1.1")
+    assert _run("cloud", "worker", "--name", "x", "--retire") == 2
+    assert "--retire: needs MQTT 5" in capsys.readouterr().err

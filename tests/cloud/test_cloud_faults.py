@@ -1,6 +1,7 @@
 """Faults the cloud survives, on PostgreSQL and a real Mosquitto: a worker killed with
 ``kill -9`` in the middle of ingesting, and the database restarting under a running
-worker. After each: no event lost, none applied twice, the budget not exceeded."""
+worker. After each: no event lost, none applied twice, the budget not exceeded. And a
+worker taken away for good (``--retire``): its share goes to the workers that stay."""
 
 from __future__ import annotations
 
@@ -224,3 +225,27 @@ def test_a_broker_restart_under_a_running_worker_loses_nothing(
     finally:
         running.stop()
         app.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_retired_worker_hands_over_its_share_and_leaves_nothing_queued(
+    api: Api, store: dict[str, Any], database_url: str, broker: Broker, gateway: Listener
+) -> None:
+    # "w" resolved the phones' tokens and stopped: its session stays in the shared
+    # subscription, so the broker queues a share of the next events for it
+    tokens = phones_with_tokens(api, gateway, database_url, broker)
+    staying = start_worker(database_url, broker, "b")
+    try:
+        for n in range(10):
+            gateway.client.publish(EVENTS, decision(tokens[PHONES[n]], n), 1)
+        wait_until(lambda: funnel(api)["triggered"] >= 1, 30, "the staying worker's share")
+        retiring = start_worker(database_url, broker, "w")
+        assert retiring.retire(quiet_s=1.0, timeout_s=30)
+        wait_until(lambda: funnel(api)["sent"] == 10, 30, "the retired worker's queue handled")
+        # from now on every event goes to the worker that stays: none waits for "w"
+        for n in range(10, 20):
+            gateway.client.publish(EVENTS, decision(tokens[PHONES[n % 10]], n), 1)
+        wait_until(lambda: funnel(api)["sent"] == 20, 30, "all twenty sent by the other")
+        assert funnel(api)["triggered"] == 20
+    finally:
+        staying.stop()

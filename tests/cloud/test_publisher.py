@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,12 +28,20 @@ SID = str(STORE["id"])
 RULESET, STOCK = store_topic(SID, "ruleset"), store_topic(SID, "stock")
 
 
+@contextmanager
+def publishing(database_url: str, engine: Engine, broker: Broker, **settings: Any) -> Iterator[Api]:
+    """The API with its ruleset publisher on ``broker``."""
+    configured = CloudSettings(
+        database_url=database_url, mqtt_port=broker.port, mqtt_username=None, **settings
+    )
+    with TestClient(create_app(configured, engine=engine, publish=True)) as client:
+        yield api_with_keys(client, engine)
+
+
 @pytest.fixture
 def publishing_api(database_url: str, engine: Engine, broker: Broker) -> Iterator[Api]:
-    settings = CloudSettings(database_url=database_url, mqtt_port=broker.port, mqtt_username=None)
-    app = create_app(settings, engine=engine, publish=True)
-    with TestClient(app) as client:
-        yield api_with_keys(client, engine)
+    with publishing(database_url, engine, broker) as api:
+        yield api
 
 
 def publisher(api: Api) -> StorePublisher:
@@ -194,14 +204,7 @@ def test_every_store_is_published_again_without_a_change_every_refresh(
     database_url: str, engine: Engine, broker: Broker
 ) -> None:
     """So that a gateway whose ruleset grows old knows the cloud is not reaching it."""
-    settings = CloudSettings(
-        database_url=database_url,
-        mqtt_port=broker.port,
-        mqtt_username=None,
-        ruleset_refresh_s=0.5,
-    )
-    with TestClient(create_app(settings, engine=engine, publish=True)) as client:
-        api = api_with_keys(client, engine)
+    with publishing(database_url, engine, broker, ruleset_refresh_s=0.5) as api:
         seeded(api)
         api.ok(api.post("marketer", "/v1/rules", json=rule_body()), 201)
         latest = version(api)

@@ -31,9 +31,9 @@ from demo.app_client import AppClient
 from gateway.ble.eid import eid_at
 from gateway.contract import ResolveRequest, ResolveResponse, gateway_topic, parse_message
 from tests.cloud.conftest import Api, api_with_keys
-from tests.integration.conftest import BluezMock, Scenario, wait_for, wait_for_async
+from tests.integration.conftest import BluezMock, Scenario, wait_for
 from tests.integration.test_gateway_daemon import GATEWAY, PHONE, STORE, write_config
-from tests.integration.test_scanner_dbus import discovery_starts, eddystone_eid
+from tests.integration.test_scanner_dbus import discovery_started, eddystone_eid
 from tests.support.mosquitto import Broker, Listener
 
 STRANGER_EID_PHONE = "6C:10:20:30:40:50"
@@ -145,11 +145,7 @@ def test_an_offer_goes_the_whole_way_and_strangers_leave_no_trace(
             )  # fmt: skip
             try:
                 async with bluez.control() as control:
-
-                    async def started() -> bool:
-                        return await discovery_starts(control) >= 1
-
-                    await wait_for_async(started, "the daemon to start discovery", 20)
+                    await discovery_started(control, "the daemon to start discovery")
                     phone = await control.add_device(
                         PHONE, rssi=-55, service_data=eddystone_eid(app.eid(time.time()))
                     )

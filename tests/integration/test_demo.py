@@ -17,9 +17,9 @@ from rich.console import Console
 
 from demo.run import Demo, DemoOptions
 from demo.view import DemoSummary
-from tests.integration.conftest import BluezMock, Scenario, wait_for, wait_for_async
+from tests.integration.conftest import BluezMock, Scenario, wait_for
 from tests.integration.test_gateway_daemon import PHONE
-from tests.integration.test_scanner_dbus import discovery_starts, eddystone_eid
+from tests.integration.test_scanner_dbus import discovery_started, eddystone_eid
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ROOT / "firmware-config" / "stores" / "demo-store" / "layout.toml"
@@ -78,15 +78,19 @@ def test_the_demo_plays_a_store_day_delivers_offers_and_shows_them_live() -> Non
     assert "door-left ok 3,000 mV" in frame and "shoes-wall ok 2,750 mV" in frame
 
 
-def test_demo_help_names_its_options() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--help"],
+def nahfeld_demo(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", *argv],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         cwd=ROOT,
     )
+
+
+def test_demo_help_names_its_options() -> None:
+    result = nahfeld_demo("--help")
     assert result.returncode == 0, result.stderr
     for option in ("--hours", "--speed", "--forever", "--broker", "--no-live", "--ble"):
         assert option in result.stdout
@@ -101,14 +105,7 @@ def test_demo_help_names_its_options() -> None:
     ],
 )
 def test_bad_demo_options_are_named_before_anything_starts(argument: list[str], said: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", *argument],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    result = nahfeld_demo(*argument)
     assert result.returncode == 2
     assert argument[0] in result.stderr and said in result.stderr
 
@@ -133,11 +130,7 @@ def test_the_demo_on_the_radio_path_with_ble(
         )
         app = demo.apps[0]
         async with bluez.control() as control:
-
-            async def started() -> bool:
-                return await discovery_starts(control) >= 1
-
-            await wait_for_async(started, "the demo's scanner", 20)
+            await discovery_started(control, "the demo's scanner")
             phone = await control.add_device(
                 PHONE, rssi=-55, service_data=eddystone_eid(app.eid(time.time()))
             )

@@ -33,8 +33,8 @@ from gateway.contract import (
     parse_message,
     store_topic,
 )
-from tests.integration.conftest import ADAPTER, BluezMock, Scenario, wait_for, wait_for_async
-from tests.integration.test_scanner_dbus import discovery_starts, eddystone_eid
+from tests.integration.conftest import ADAPTER, BluezMock, Scenario, wait_for
+from tests.integration.test_scanner_dbus import discovery_started, eddystone_eid
 from tests.support.mosquitto import Broker, Listener
 
 STORE, GATEWAY = "demo-store", "gw-entrance"
@@ -170,11 +170,7 @@ def test_opted_in_phone_triggers_an_offer_and_strangers_leave_no_trace(
         )
         try:
             async with bluez.control() as control:
-
-                async def started() -> bool:
-                    return await discovery_starts(control) >= 1
-
-                await wait_for_async(started, "the daemon to start discovery", 20)
+                await discovery_started(control, "the daemon to start discovery")
                 phone = await control.add_device(
                     PHONE, rssi=-55, service_data=eddystone_eid(eid_at(KEY, K, time.time()))
                 )

@@ -106,6 +106,15 @@ async def discovery_starts(control: BluezControl) -> int:
     return len(await control.method_calls(ADAPTER_PATH, "StartDiscovery"))
 
 
+async def discovery_started(control: BluezControl, what: str, timeout_s: float = 20.0) -> None:
+    """Wait until ``what`` (a scanner, a daemon) has asked the adapter to scan."""
+
+    async def started() -> bool:
+        return await discovery_starts(control) >= 1
+
+    await wait_for_async(started, what, timeout_s)
+
+
 def scanner_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
